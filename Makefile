@@ -1,0 +1,64 @@
+# Two entry points: `make run` (set up + run the main job) and `make test`
+# (set up + run the whole suite). Both are idempotent: a second call only
+# re-installs when pyproject.toml changed.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Extras the tests exercise; `make run` needs fewer.
+RUN_EXTRAS ?= models
+TEST_EXTRAS ?= models,retrieval,serve,train,eval,docker,test
+TORCH_SPEC ?= torch==2.13.0
+MODEL ?= qwen2.5-coder-0.5b
+TASK ?= What is 12345 * 6789? Use code to compute it.
+# Keep `python -c` / `-m` from putting the repository root (which holds a
+# module named types.py) in front of the standard library.
+export PYTHONSAFEPATH := 1
+
+.PHONY: run test setup setup-test system-deps bench clean-venv
+
+$(PY):
+	@echo ">> creating $(VENV)"
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.torch: | $(PY)
+	@echo ">> installing $(TORCH_SPEC) (CPU build on these machines; see README for GPU)"
+	$(PIP) install -q "$(TORCH_SPEC)"
+	@touch $@
+
+$(VENV)/.run-deps: pyproject.toml $(VENV)/.torch
+	@echo ">> installing tinyact[$(RUN_EXTRAS)]"
+	$(PIP) install -q -e ".[$(RUN_EXTRAS)]"
+	@touch $@
+
+$(VENV)/.test-deps: pyproject.toml $(VENV)/.torch
+	@echo ">> installing tinyact[$(TEST_EXTRAS)]"
+	$(PIP) install -q -e ".[$(TEST_EXTRAS)]"
+	@touch $@ $(VENV)/.run-deps
+
+system-deps:
+	@command -v bwrap >/dev/null || { echo ">> installing bubblewrap (sandbox isolation)"; \
+	  (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) \
+	  || echo "!! could not install bubblewrap: the sandbox falls back to unshare"; }
+
+setup: $(VENV)/.run-deps system-deps
+setup-test: $(VENV)/.test-deps system-deps
+
+run: setup
+	@echo ">> preparing $(MODEL)"
+	$(VENV)/bin/tinyact models prepare $(MODEL)
+	@echo ">> running: $(TASK)"
+	$(VENV)/bin/tinyact chat --model $(MODEL) "$(TASK)"
+
+test: setup-test
+	@echo ">> running the test suite"
+	$(VENV)/bin/pytest tests
+
+bench: setup-test
+	$(PY) -m tinyact.bench.engine
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,57 @@
+"""tinyact: CodeAct agents for small language models.
+
+The public API is re-exported lazily (PEP 562) so that ``import tinyact`` stays
+light: torch, transformers, vllm, faiss and trl load only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; the one table of lazy exports.
+_EXPORTS: dict[str, str] = {
+    "Candidate": "tinyact.types",
+    "CodeAction": "tinyact.types",
+    "Completion": "tinyact.types",
+    "ExecResult": "tinyact.types",
+    "Message": "tinyact.types",
+    "ReplayEngine": "tinyact.serve.engines",
+    "SamplingParams": "tinyact.types",
+    "Step": "tinyact.types",
+    "TinyactError": "tinyact.errors",
+    "Trajectory": "tinyact.types",
+    "load_engine": "tinyact.serve.engines",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tinyact' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tinyact.errors import TinyactError
+    from tinyact.serve.engines import ReplayEngine, load_engine
+    from tinyact.types import (
+        Candidate,
+        CodeAction,
+        Completion,
+        ExecResult,
+        Message,
+        SamplingParams,
+        Step,
+        Trajectory,
+    )
