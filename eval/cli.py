@@ -1,0 +1,150 @@
+"""The ``tinyact eval`` commands: run a benchmark, write a report, list benchmarks, export a corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tinyact.errors import ConfigError, TinyactError
+
+app = typer.Typer(
+    name="eval",
+    help="Evaluate agents and CoT baselines on the paper's benchmarks; compare runs.",
+    no_args_is_help=True,
+)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _make_agent_solver(**kwargs: object) -> object:
+    """The agent method's SolveBatch; wired once the agent runtime lands."""
+    raise ConfigError("--method agent is not available yet (the agent runner is not wired); use --method cot")
+
+
+@app.command("run")
+def run(
+    benchmark: Annotated[str, typer.Option(help="Benchmark name (see `tinyact eval list`).")],
+    out: Annotated[Path, typer.Option(help="Run folder; rerun the same command to resume.")],
+    split: Annotated[Optional[str], typer.Option(help="Split (default: the benchmark's test split).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N questions.")] = None,
+    model: Annotated[str, typer.Option(help="Model name, folder or hub id.")] = "qwen2.5-coder-0.5b",
+    engine: Annotated[str, typer.Option(help="Engine: transformers, vllm or openai.")] = "transformers",
+    method: Annotated[str, typer.Option(help="cot or agent.")] = "cot",
+    samples: Annotated[int, typer.Option("--samples", "-k", help="k samples per question / step.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Questions per engine call.")] = 8,
+    max_tokens: Annotated[int, typer.Option(help="New tokens per completion.")] = 1024,
+    temperature: Annotated[
+        Optional[float], typer.Option(help="Sampling temperature (default 0 for k=1, 0.7 for k>1).")
+    ] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampling seed.")] = None,
+    max_steps: Annotated[int, typer.Option(help="Agent: step budget.")] = 5,
+    prompt: Annotated[Optional[str], typer.Option(help="Agent: prompt name.")] = None,
+    index: Annotated[Optional[Path], typer.Option(help="Agent: retrieval index folder.")] = None,
+    judge_url: Annotated[
+        Optional[str], typer.Option(help="Grade QA with an LLM judge at this OpenAI-compatible URL.")
+    ] = None,
+    judge_model: Annotated[Optional[str], typer.Option(help="The judge's model name.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Shared data folder (default ../shared/data).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run one benchmark with one method into a resumable run folder."""
+    from tinyact.eval.datasets import load_benchmark
+    from tinyact.eval.runner import run_eval
+    from tinyact.types import SamplingParams
+
+    try:
+        if method not in ("cot", "agent"):
+            raise ConfigError(f"--method must be cot or agent, got {method!r}")
+        bench = load_benchmark(benchmark, split, data_dir=data_dir)
+        temp = temperature if temperature is not None else (0.0 if samples == 1 else 0.7)
+        sampling = SamplingParams(
+            temperature=temp, top_p=1.0 if temp == 0 else 0.95, max_tokens=max_tokens, seed=seed
+        )
+        judge = None
+        if judge_url:
+            from tinyact.eval.judge import LLMJudge
+
+            if not judge_model:
+                raise ConfigError("--judge-url needs --judge-model")
+            judge = LLMJudge(judge_url, judge_model)
+        if method == "agent":
+            solver = _make_agent_solver(
+                benchmark=bench, model=model, engine=engine, samples=samples, sampling=sampling,
+                max_steps=max_steps, prompt=prompt, index=index,
+            )
+            config: dict[str, object] = {"model": model, "samples": samples, "max_steps": max_steps}
+        else:
+            from tinyact.eval.cot import CoTSolver
+            from tinyact.serve.engines import load_engine
+
+            solver = CoTSolver(
+                load_engine(model, engine), bench.kind, samples=samples, sampling=sampling, model=model
+            )
+            config = {**solver.config, "engine": engine}
+        summary = run_eval(
+            bench, solver, out, limit=limit, batch_size=batch_size, method=method,  # type: ignore[arg-type]
+            config=config, judge=judge, progress=progress,
+        )
+    except TinyactError as e:
+        _fail(str(e))
+        return
+    typer.echo(
+        f"{summary.benchmark}:{summary.split} {summary.method} k={summary.samples}: "
+        f"accuracy {summary.accuracy:.3f} ({summary.metric}) on {summary.n} questions -> {out}"
+    )
+
+
+@app.command("report")
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders (or folders holding them).")],
+    out: Annotated[Path, typer.Option(help="Where to write report.md and the plots.")] = Path("eval-report"),
+) -> None:
+    """Compare runs: a markdown table and PNG plots."""
+    from tinyact.eval.report import make_report
+
+    try:
+        path = make_report(run_dirs, out)
+    except TinyactError as e:
+        _fail(str(e))
+        return
+    typer.echo(path.read_text(encoding="utf-8"))
+    typer.echo(f"written: {path}")
+
+
+@app.command("list")
+def list_cmd(
+    data_dir: Annotated[Optional[Path], typer.Option(help="Shared data folder.")] = None,
+) -> None:
+    """List the benchmarks, their splits and sizes."""
+    from tinyact.eval.datasets import BENCHMARKS, load_benchmark
+
+    for name, spec in sorted(BENCHMARKS.items()):
+        sizes = []
+        for split in spec.files:
+            try:
+                sizes.append(f"{split}={len(load_benchmark(name, split, data_dir=data_dir).questions)}")
+            except TinyactError:
+                sizes.append(f"{split}=missing")
+        typer.echo(f"{name:22s} {spec.kind:5s} {' '.join(sizes)}{'  +corpus' if spec.has_corpus else ''}")
+
+
+@app.command("corpus")
+def corpus(
+    out: Annotated[Path, typer.Argument(help="JSONL file to write (wiki-18 format).")],
+    benchmark: Annotated[str, typer.Option(help="A benchmark with a corpus.")] = "hotpotqa-distractor",
+    data_dir: Annotated[Optional[Path], typer.Option(help="Shared data folder.")] = None,
+) -> None:
+    """Write a benchmark's corpus as wiki-18 JSONL, ready to index."""
+    from tinyact.eval.datasets import load_benchmark
+
+    try:
+        n = load_benchmark(benchmark, data_dir=data_dir).write_corpus(out)
+    except TinyactError as e:
+        _fail(str(e))
+        return
+    typer.echo(f"{n} passages -> {out}")

@@ -1,0 +1,155 @@
+"""Reports over run folders: a markdown table and PNG plots comparing runs side by side."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from tinyact.errors import ConfigError
+from tinyact.eval.runner import CONFIG, RESULTS, RunSummary, load_results, summarize
+
+__all__ = ["find_runs", "load_summary", "make_report", "markdown_table"]
+
+
+def find_runs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Run folders among ``paths``: each path that holds a config.json, or its
+    subfolders (one level down) that do.
+
+    Raises:
+        ConfigError: A path holds no run at all.
+    """
+    runs: list[Path] = []
+    for p in map(Path, paths):
+        if (p / CONFIG).is_file():
+            runs.append(p)
+            continue
+        subs = sorted(d for d in p.iterdir() if (d / CONFIG).is_file()) if p.is_dir() else []
+        if not subs:
+            raise ConfigError(f"no run found in {p} (expected {CONFIG} there or one level down)")
+        runs.extend(subs)
+    return runs
+
+
+def load_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
+    """The summary of a run, recomputed from its results (so unfinished runs count too)."""
+    run = Path(run_dir)
+    config = json.loads((run / CONFIG).read_text(encoding="utf-8"))
+    return summarize(load_results(run), config)
+
+
+def _label(run: Path, s: RunSummary) -> str:
+    return run.name or f"{s.method}-{s.benchmark}"
+
+
+def markdown_table(runs: Sequence[tuple[Path, RunSummary]]) -> str:
+    """A markdown table, one row per run."""
+    head = (
+        "| run | method | model | k | benchmark | n | accuracy | metric | mean F1 | mean steps "
+        "| mean tokens | s/question | format errors |"
+    )
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
+    for run, s in runs:
+        n = f"{s.n}" if s.n_expected in (None, s.n) else f"{s.n}/{s.n_expected}"
+        f1 = "" if s.mean_f1 is None else f"{s.mean_f1:.3f}"
+        rows.append(
+            f"| {_label(run, s)} | {s.method} | {s.model} | {s.samples} | {s.benchmark}:{s.split} | {n} "
+            f"| {s.accuracy:.3f} | {s.metric} | {f1} | {s.mean_steps:.2f} | {s.mean_tokens:.0f} "
+            f"| {s.seconds_per_question:.2f} | {s.format_error_rate:.3f} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _plot_by_benchmark(runs: Sequence[tuple[Path, RunSummary]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    benchmarks = sorted({s.benchmark for _, s in runs})
+    series: dict[str, dict[str, float]] = defaultdict(dict)
+    for _, s in runs:
+        series[f"{s.method} k={s.samples} {s.model}".strip()][s.benchmark] = s.accuracy
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(benchmarks) + 2), 4))
+    for i, (name, accs) in enumerate(sorted(series.items())):
+        xs = [b + i * width - 0.4 + width / 2 for b in range(len(benchmarks))]
+        ax.bar(xs, [accs.get(b, 0.0) for b in benchmarks], width, label=name)
+    ax.set_xticks(range(len(benchmarks)), benchmarks)
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title("Accuracy by method and benchmark")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_vs_k(runs: Sequence[tuple[Path, RunSummary]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines: dict[str, dict[int, float]] = defaultdict(dict)
+    for _, s in runs:
+        lines[f"{s.benchmark} / {s.method}"][s.samples] = s.accuracy
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, points in sorted(lines.items()):
+        ks = sorted(points)
+        ax.plot(ks, [points[k] for k in ks], marker="o", label=name)
+    ks_all = sorted({s.samples for _, s in runs})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks_all, [str(k) for k in ks_all])
+    ax.set_xlabel("samples k")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title("Accuracy vs k")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def make_report(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``report.md`` and PNG plots comparing runs.
+
+    Plots: ``accuracy_by_benchmark.png`` (grouped bars, one group per
+    benchmark, one bar per method/k/model) always; ``accuracy_vs_k.png`` (one
+    line per benchmark/method) when the runs use more than one k.
+
+    Args:
+        run_dirs: Run folders, or folders holding run folders.
+        out_dir: Where to write the report (created if needed).
+
+    Returns:
+        The path of ``report.md``.
+
+    Example:
+        >>> make_report(["runs/gsm-cot", "runs/gsm-agent"], "runs/report")  # doctest: +SKIP
+    """
+    runs = [(r, load_summary(r)) for r in find_runs(run_dirs)]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _plot_by_benchmark(runs, out / "accuracy_by_benchmark.png")
+    plots = ["accuracy_by_benchmark.png"]
+    if len({s.samples for _, s in runs}) > 1:
+        _plot_vs_k(runs, out / "accuracy_vs_k.png")
+        plots.append("accuracy_vs_k.png")
+    metrics = sorted({s.metric for _, s in runs})
+    text = [
+        "# Evaluation report",
+        "",
+        markdown_table(runs),
+        f"Accuracy metrics: {', '.join(metrics)} (em: normalized exact match; "
+        "math_equiv: symbolic/numeric equivalence; llm_judge: an LLM judge). "
+        f"Results read from {len(runs)} run folder(s) ({RESULTS}).",
+        "",
+        *[f"![{p[:-4]}]({p})" for p in plots],
+        "",
+    ]
+    path = out / "report.md"
+    path.write_text("\n".join(text), encoding="utf-8")
+    return path

@@ -1,0 +1,316 @@
+"""The resumable evaluation loop: batches of questions -> predictions -> graded JSONL lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tinyact.errors import ConfigError
+from tinyact.eval.metrics import Score
+
+if TYPE_CHECKING:
+    from tinyact.eval.datasets import Benchmark, Question
+    from tinyact.eval.judge import LLMJudge
+
+__all__ = [
+    "Prediction",
+    "Result",
+    "RunSummary",
+    "SolveBatch",
+    "load_results",
+    "run_eval",
+    "summarize",
+]
+
+RESULTS = "results.jsonl"
+CONFIG = "config.json"
+SUMMARY = "summary.json"
+
+# config keys that must match when a run folder is resumed
+_IDENTITY = ("benchmark", "split", "method", "model", "samples", "prompt_version")
+
+
+class Prediction(BaseModel):
+    """What a solver produced for one question."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None
+    """The final answer that is graded (None: the solver produced none)."""
+    raw: str = ""
+    """The full model output (CoT response, or the agent's last step)."""
+    steps: int = 1
+    prompt_tokens: int = 0
+    tokens: int = 0
+    """Completion tokens spent on this question, all samples and steps included."""
+    seconds: float = 0.0
+    format_error: bool = False
+    """The output did not follow the required format (no tag / box / final_answer)."""
+    trajectory_id: str | None = None
+    candidates: list[str | None] = Field(default_factory=list)
+    """Answers of the k samples, when several were drawn."""
+
+
+class Result(BaseModel):
+    """One line of ``results.jsonl``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    question: str
+    gold: Any
+    prediction: Prediction
+    score: Score
+    finished_at: float = Field(default_factory=time.time)
+
+
+class RunSummary(BaseModel):
+    """``summary.json``: the run's settings and its aggregate numbers."""
+
+    model_config = ConfigDict(extra="allow")
+
+    benchmark: str
+    split: str
+    method: str
+    model: str = ""
+    samples: int = 1
+    prompt_version: str = ""
+    metric: str
+    n: int
+    n_expected: int | None = None
+    accuracy: float
+    mean_f1: float | None = None
+    mean_steps: float
+    mean_tokens: float
+    seconds_per_question: float
+    format_error_rate: float
+
+
+SolveBatch = Callable[[Sequence["Question"]], Sequence[Prediction]]
+"""The seam between the runner and a method: a batch of questions in, one prediction each out."""
+
+
+def load_results(out_dir: str | os.PathLike[str], *, repair: bool = False) -> list[Result]:
+    """Read ``results.jsonl``, skipping lines that do not parse (a crash mid-write).
+
+    Args:
+        out_dir: The run folder.
+        repair: Rewrite the file without the bad lines (and without duplicate ids),
+            so appending can continue from a clean end.
+
+    Returns:
+        The results, first occurrence of each id, in file order.
+    """
+    path = Path(out_dir) / RESULTS
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    results: list[Result] = []
+    seen: set[str] = set()
+    good_lines: list[bytes] = []
+    dirty = bool(raw) and not raw.endswith(b"\n")
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        try:
+            r = Result.model_validate_json(line)
+        except (ValidationError, ValueError):
+            dirty = True
+            continue
+        if r.id in seen:
+            dirty = True
+            continue
+        seen.add(r.id)
+        results.append(r)
+        good_lines.append(line)
+    if repair and dirty:
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_bytes(b"".join(line + b"\n" for line in good_lines))
+        os.replace(tmp, path)
+    return results
+
+
+def summarize(results: Sequence[Result], config: dict[str, Any]) -> RunSummary:
+    """Aggregate results into a summary (accuracy, mean steps/tokens, seconds, format errors)."""
+    n = len(results)
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values) if values else 0.0
+
+    f1s = [r.score.details["f1"] for r in results if "f1" in r.score.details]
+    return RunSummary(
+        benchmark=config.get("benchmark", ""),
+        split=config.get("split", ""),
+        method=config.get("method", ""),
+        model=config.get("model", ""),
+        samples=int(config.get("samples", 1)),
+        prompt_version=config.get("prompt_version", ""),
+        metric=config.get("metric", ""),
+        n=n,
+        n_expected=config.get("n_expected"),
+        accuracy=mean([float(r.score.correct) for r in results]),
+        mean_f1=mean(f1s) if f1s else None,
+        mean_steps=mean([r.prediction.steps for r in results]),
+        mean_tokens=mean([r.prediction.tokens for r in results]),
+        seconds_per_question=mean([r.prediction.seconds for r in results]),
+        format_error_rate=mean([float(r.prediction.format_error) for r in results]),
+    )
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _check_config(path: Path, config: dict[str, Any]) -> None:
+    if not path.exists():
+        return
+    old = json.loads(path.read_text(encoding="utf-8"))
+    diff = {k: (old.get(k), config.get(k)) for k in _IDENTITY if old.get(k) != config.get(k)}
+    if diff:
+        pairs = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        raise ConfigError(
+            f"{path.parent} holds a different run ({pairs}); use another --out folder to start a new run"
+        )
+
+
+def run_eval(
+    benchmark: Benchmark,
+    solve_batch: SolveBatch,
+    out_dir: str | os.PathLike[str],
+    limit: int | None = None,
+    batch_size: int = 8,
+    method: Literal["cot", "agent"] | str = "cot",
+    config: dict[str, Any] | None = None,
+    *,
+    judge: LLMJudge | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Evaluate a solver on a benchmark, resumably.
+
+    Each graded question is appended to ``out_dir/results.jsonl`` as one line
+    (flushed and fsynced). On a restart, ids already there are skipped and a
+    half-written line from a crash is dropped. ``config.json`` records the
+    settings; ``summary.json`` is written at the end.
+
+    Args:
+        benchmark: The questions and their checker.
+        solve_batch: Questions in, one ``Prediction`` each out (same order).
+        out_dir: The run folder (created if needed).
+        limit: Evaluate only the first ``limit`` questions.
+        batch_size: Questions per ``solve_batch`` call.
+        method: ``"cot"`` or ``"agent"`` (recorded in the config).
+        config: More settings to record (``model``, ``samples``,
+            ``prompt_version``, ...); ``benchmark``, ``split``, ``method`` and
+            ``metric`` are filled in.
+        judge: Grade with this LLM judge instead of exact match (QA only).
+        progress: Show a rich progress bar with an ETA.
+
+    Returns:
+        The summary over every result in the folder.
+
+    Raises:
+        ConfigError: ``out_dir`` holds a run with other settings, bad
+            ``batch_size``, or the solver returned the wrong number of predictions.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    questions = benchmark.questions[:limit] if limit is not None else list(benchmark.questions)
+    use_judge = judge is not None and benchmark.kind == "qa"
+    cfg: dict[str, Any] = {
+        "model": "",
+        "samples": 1,
+        "prompt_version": "",
+        **(config or {}),
+        "benchmark": benchmark.name,
+        "split": benchmark.split,
+        "kind": benchmark.kind,
+        "method": method,
+        "metric": "llm_judge" if use_judge else benchmark.metric,
+        "n_expected": len(questions),
+    }
+    if use_judge:
+        cfg["judge_model"] = judge.model  # type: ignore[union-attr]
+    _check_config(out / CONFIG, cfg)
+    _write_json(out / CONFIG, cfg)
+
+    done = {r.id for r in load_results(out, repair=True)}
+    todo = [q for q in questions if q.id not in done]
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+
+    with _progress_bar(progress, benchmark.name, len(questions), len(questions) - len(todo)) as advance:
+        with (out / RESULTS).open("a", encoding="utf-8") as f:
+            for batch in batches:
+                started = time.perf_counter()
+                preds = list(solve_batch(batch))
+                if len(preds) != len(batch):
+                    raise ConfigError(f"solve_batch returned {len(preds)} predictions for {len(batch)} questions")
+                per_question = (time.perf_counter() - started) / len(batch)
+                for q, p in zip(batch, preds, strict=True):
+                    if not p.seconds:
+                        p = p.model_copy(update={"seconds": per_question})
+                    if use_judge:
+                        score = judge.check(q.question, p.text, q.answer)  # type: ignore[union-attr]
+                    else:
+                        score = benchmark.check(p.text, q.answer)
+                    result = Result(id=q.id, question=q.question, gold=q.answer, prediction=p, score=score)
+                    f.write(result.model_dump_json() + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                    advance(score.correct)
+
+    summary = summarize(load_results(out), cfg)
+    _write_json(out / SUMMARY, summary.model_dump())
+    return summary
+
+
+class _progress_bar:
+    """A rich progress bar with ETA and running accuracy; a no-op when disabled."""
+
+    def __init__(self, enabled: bool, name: str, total: int, completed: int) -> None:
+        self.enabled, self.name, self.total, self.completed = enabled, name, total, completed
+        self.correct = 0
+        self.new = 0
+
+    def __enter__(self) -> Callable[[bool], None]:
+        if not self.enabled:
+            return lambda correct: None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("acc {task.fields[acc]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
+        self._progress.__enter__()
+        self._task = self._progress.add_task(self.name, total=self.total, completed=self.completed, acc="-")
+        return self._advance
+
+    def _advance(self, correct: bool) -> None:
+        self.new += 1
+        self.correct += int(correct)
+        self._progress.update(self._task, advance=1, acc=f"{self.correct / self.new:.3f}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self._progress.__exit__(*exc)  # type: ignore[arg-type]
