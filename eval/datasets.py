@@ -252,8 +252,8 @@ def _read_agent_distillation(path: Path) -> list[Question]:
     data = json.loads(path.read_text(encoding="utf-8"))
     out: list[Question] = []
     for ex in data["examples"]:
-        if ex.get("answer") is None:  # two MATH train items have no answer
-            continue
+        if ex.get("answer") is None or not str(ex["answer"]).strip():
+            continue  # ungradable: two items of each MATH train file have no answer
         meta = {k: v for k, v in ex.items() if k not in ("id", "question", "answer")}
         out.append(Question(str(ex["id"]), ex["question"], ex["answer"], meta))
     return out

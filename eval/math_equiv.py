@@ -49,8 +49,8 @@ def extract_math_answer(text: Any) -> str | None:
     """Take the final answer out of a math response.
 
     In order: the last ``\\boxed{}``; the last ``<answer>...</answer>``; the
-    argument of a ``final_answer(...)`` call; the text itself when it is already
-    a short bare answer; "the answer is X" / "Answer: X"; the last number.
+    argument of a ``final_answer(...)`` call; "the answer is X" / "Answer: X";
+    the text itself when it is already a short bare answer; the last number.
 
     Args:
         text: A response, an already-extracted answer, or a number (a
@@ -80,13 +80,13 @@ def extract_math_answer(text: Any) -> str | None:
     calls = re.findall(r"final_answer\((.+?)\)\s*$", text, re.MULTILINE)
     if calls:
         return calls[-1].strip().strip("\"'")
-    if _looks_bare(text):
-        return text
     said = re.findall(r"(?i)(?:final answer|answer)\s*(?:is|:)\s*:?\s*(.+)", text)
     if said:
         answer = said[-1].strip().rstrip(".").strip("$ ").strip()
         if answer:
             return answer
+    if _looks_bare(text):
+        return text
     nums = _NUM_RE.findall(text)
     if nums:
         return nums[-1].replace(" ", "")
@@ -125,7 +125,7 @@ def normalize_math(answer: Any) -> str:
     separators, spacing; ``\\dfrac``/``\\tfrac`` -> ``\\frac``; ``\\frac12`` -> ``\\frac{1}{2}``.
     """
     s = str(answer).strip()
-    s = s.replace("$", "").replace("\\left", "").replace("\\right", "")
+    s = s.replace("\\$", "").replace("$", "").replace("\\left", "").replace("\\right", "")
     s = re.sub(r"\\[!,;: ]", " ", s).replace("~", " ")
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     s = re.sub(r"\^\s*\{?\\circ\}?|\\degree|°", "", s)
@@ -164,11 +164,17 @@ def _to_float(s: str) -> float | None:
 
 
 def _numeric_equal(pred: float, gold: float, rel_tol: float, raw_pred: str) -> bool:
+    if pred.is_integer() and gold.is_integer():
+        return pred == gold  # integers are exact, however large
     if math.isclose(pred, gold, rel_tol=rel_tol, abs_tol=1e-12):
         return True
-    # a prediction rounded to its own precision: 0.0000447 for 4.46752e-05
+    # a prediction rounded to its own precision (0.0000447 for 4.46752e-05),
+    # with at least two significant digits ("0.00" does not match 4.4e-05)
     dec = re.fullmatch(r"-?\d+\.(\d+)", raw_pred)
-    return bool(dec) and round(gold, len(dec.group(1))) == pred
+    if not dec:
+        return False
+    places = len(dec.group(1))
+    return abs(pred) >= 10 ** (1 - places) and round(gold, places) == pred
 
 
 def math_equal(
@@ -177,8 +183,9 @@ def math_equal(
     """Whether two math answers are equivalent, and the method that decided it.
 
     Tries, in order: normalized string equality (``string``); numbers
-    (``numeric``: relative tolerance 1e-4 when ``numeric`` else 1e-9, or the
-    gold rounded to the prediction's decimals); ``math-verify`` when installed
+    (``numeric``: integers exactly; otherwise a relative tolerance of 1e-6
+    when ``numeric`` else 1e-9, or the gold rounded to the prediction's
+    decimals, e.g. 5031.98 for 5031.9785714); ``math-verify`` when installed
     (``math_verify``); a sympy fallback handling fractions, roots, pi,
     tuples and intervals (``sympy``).
 
@@ -193,7 +200,7 @@ def math_equal(
     """
     if prediction is None:
         return False, "none"
-    tol = rel_tol if rel_tol is not None else (1e-4 if numeric else 1e-9)
+    tol = rel_tol if rel_tol is not None else (1e-6 if numeric else 1e-9)
     p, g = normalize_math(prediction), normalize_math(gold)
     if not p:
         return False, "none"

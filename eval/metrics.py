@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import string
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -41,7 +42,7 @@ class Score(BaseModel):
 
 # --- factual QA --------------------------------------------------------------
 
-_PUNCT = set(string.punctuation) | {"\u2018", "\u2019", "\u201c", "\u201d"}
+_PUNCT = set(string.punctuation) | {"\u2018", "\u2019", "\u201c", "\u201d", "\u2013", "\u2014"}
 _SPECIAL = ("yes", "no", "noanswer")
 _UNITS = (
     "zero one two three four five six seven eight nine ten eleven twelve thirteen "
@@ -51,6 +52,7 @@ _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
 _WORD_VALUE: dict[str, int] = {w: i for i, w in enumerate(_UNITS)}
 _WORD_VALUE.update({w: 10 * i for i, w in enumerate(_TENS) if w != "_"})
+_TENS_HYPHEN = re.compile(rf"\b({'|'.join(_TENS[2:])})[-\u2013]({'|'.join(_UNITS[1:10])})\b")
 
 
 def _words_to_numbers(tokens: list[str]) -> list[str]:
@@ -87,16 +89,18 @@ def _words_to_numbers(tokens: list[str]) -> list[str]:
 def normalize_answer(text: str) -> str:
     """SQuAD-style normalization, plus number words written as digits.
 
-    Lowercases, turns hyphens into spaces, drops punctuation and the articles
-    a/an/the, writes number words as digits ("twenty-one" -> "21") and
-    collapses whitespace.
+    Folds accents, lowercases, drops punctuation (hyphens included: "B-17" == "B17") and the
+    articles a/an/the, writes number words as digits ("twenty-one" -> "21")
+    and collapses whitespace.
 
     Example:
         >>> normalize_answer("The  Three Musketeers!")
         '3 musketeers'
     """
-    text = str(text).lower().replace("-", " ").replace("\u2013", " ")
-    text = "".join(ch for ch in text if ch not in _PUNCT)
+    # fold accents: "Cahiers du cinéma" == "Cahiers du cinema"
+    text = "".join(c for c in unicodedata.normalize("NFKD", str(text)) if not unicodedata.combining(c))
+    text = _TENS_HYPHEN.sub(r"\1 \2", text.lower())  # "twenty-one" -> "twenty one"
+    text = "".join(ch for ch in text if ch not in _PUNCT)  # "B-17" -> "b17", as SQuAD does
     text = re.sub(r"\b(a|an|the)\b", " ", text)
     return " ".join(_words_to_numbers(text.split()))
 

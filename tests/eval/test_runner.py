@@ -1,0 +1,118 @@
+"""The resumable runner: JSONL per question, crash + resume without duplicates, truncated lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tinyact.errors import ConfigError
+from tinyact.eval.datasets import Benchmark, Question
+from tinyact.eval.runner import Prediction, load_results, run_eval
+
+
+def _bench(n: int = 10) -> Benchmark:
+    qs = [Question(f"q{i}", f"What is {i} + {i}?", str(2 * i)) for i in range(n)]
+    return Benchmark(name="toy", kind="math", split="test", questions=qs, path=Path("toy.json"))
+
+
+class Solver:
+    """Answers i+i correctly for even i, wrong for odd i; can crash after some calls."""
+
+    def __init__(self, crash_after: int | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.crash_after = crash_after
+
+    def __call__(self, questions):
+        if self.crash_after is not None and len(self.calls) >= self.crash_after:
+            raise RuntimeError("simulated crash")
+        self.calls.append([q.id for q in questions])
+        out = []
+        for q in questions:
+            i = int(q.id[1:])
+            answer = 2 * i if i % 2 == 0 else 2 * i + 1
+            out.append(Prediction(text=f"\\boxed{{{answer}}}", steps=2, tokens=10, format_error=i == 3))
+        return out
+
+
+def _lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_full_run_writes_results_config_summary(tmp_path):
+    out = tmp_path / "run"
+    summary = run_eval(_bench(), Solver(), out, batch_size=4, method="cot",
+                       config={"model": "m", "samples": 1, "prompt_version": "cot-v1"}, progress=False)
+    assert summary.n == 10 and summary.accuracy == 0.5
+    assert summary.metric == "math_equiv" and summary.mean_steps == 2 and summary.mean_tokens == 10
+    assert summary.format_error_rate == pytest.approx(0.1)
+    assert summary.seconds_per_question >= 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["benchmark"] == "toy" and cfg["method"] == "cot" and cfg["model"] == "m"
+    assert cfg["metric"] == "math_equiv" and cfg["prompt_version"] == "cot-v1" and cfg["samples"] == 1
+    assert json.loads((out / "summary.json").read_text())["accuracy"] == 0.5
+    lines = _lines(out)
+    assert [r["id"] for r in lines] == [f"q{i}" for i in range(10)]
+    assert lines[0]["score"]["metric"] in ("string", "numeric") and lines[0]["score"]["correct"]
+    assert lines[1]["score"]["metric"] == "math_equiv" and not lines[1]["score"]["correct"]
+
+
+def test_crash_then_resume_has_no_duplicates(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_eval(_bench(), Solver(crash_after=2), out, batch_size=3, progress=False)
+    assert [r.id for r in load_results(out)] == [f"q{i}" for i in range(6)]
+    solver = Solver()
+    summary = run_eval(_bench(), solver, out, batch_size=3, progress=False)
+    assert solver.calls == [["q6", "q7", "q8"], ["q9"]]  # done ids skipped
+    ids = [r["id"] for r in _lines(out)]
+    assert ids == [f"q{i}" for i in range(10)] and summary.n == 10
+    # a third run has nothing left to do
+    again = Solver()
+    run_eval(_bench(), again, out, batch_size=3, progress=False)
+    assert again.calls == [] and len(_lines(out)) == 10
+
+
+def test_truncated_last_line_is_dropped_and_redone(tmp_path):
+    out = tmp_path / "run"
+    run_eval(_bench(4), Solver(), out, batch_size=2, progress=False)
+    path = out / "results.jsonl"
+    raw = path.read_bytes()
+    last_start = raw.rstrip(b"\n").rfind(b"\n") + 1
+    path.write_bytes(raw[: last_start + 25])  # the crash cut the last line mid-write
+    assert [r.id for r in load_results(out)] == ["q0", "q1", "q2"]
+    solver = Solver()
+    summary = run_eval(_bench(4), solver, out, batch_size=2, progress=False)
+    assert solver.calls == [["q3"]]
+    assert [r["id"] for r in _lines(out)] == ["q0", "q1", "q2", "q3"]  # every line parses
+    assert summary.n == 4
+
+
+def test_limit_and_resume_with_larger_limit(tmp_path):
+    out = tmp_path / "run"
+    assert run_eval(_bench(), Solver(), out, limit=3, progress=False).n == 3
+    solver = Solver()
+    assert run_eval(_bench(), solver, out, limit=5, batch_size=8, progress=False).n == 5
+    assert solver.calls == [["q3", "q4"]]
+
+
+def test_other_settings_in_the_same_folder_are_refused(tmp_path):
+    out = tmp_path / "run"
+    run_eval(_bench(2), Solver(), out, config={"model": "a"}, progress=False)
+    with pytest.raises(ConfigError, match="model: 'a' -> 'b'"):
+        run_eval(_bench(2), Solver(), out, config={"model": "b"}, progress=False)
+    with pytest.raises(ConfigError, match="method"):
+        run_eval(_bench(2), Solver(), out, method="agent", config={"model": "a"}, progress=False)
+
+
+def test_solver_must_return_one_prediction_per_question(tmp_path):
+    with pytest.raises(ConfigError, match="returned 0 predictions for 2"):
+        run_eval(_bench(2), lambda qs: [], tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="batch_size"):
+        run_eval(_bench(2), Solver(), tmp_path / "run2", batch_size=0, progress=False)
+
+
+def test_progress_bar_runs(tmp_path):
+    summary = run_eval(_bench(3), Solver(), tmp_path / "run", progress=True)
+    assert summary.n == 3
