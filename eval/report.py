@@ -69,14 +69,18 @@ def _plot_by_benchmark(runs: Sequence[tuple[Path, RunSummary]], path: Path) -> N
     import matplotlib.pyplot as plt
 
     benchmarks = sorted({s.benchmark for _, s in runs})
+    keys = [(f"{s.method} k={s.samples} {s.model}".strip(), s.benchmark) for _, s in runs]
+    by_run = len(set(keys)) < len(keys)  # two runs would share a bar: name bars by run folder
     series: dict[str, dict[str, float]] = defaultdict(dict)
-    for _, s in runs:
-        series[f"{s.method} k={s.samples} {s.model}".strip()][s.benchmark] = s.accuracy
+    for (run, s), (key, bench) in zip(runs, keys, strict=True):
+        series[_label(run, s) if by_run else key][bench] = s.accuracy
     width = 0.8 / max(1, len(series))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(benchmarks) + 2), 4))
     for i, (name, accs) in enumerate(sorted(series.items())):
         xs = [b + i * width - 0.4 + width / 2 for b in range(len(benchmarks))]
-        ax.bar(xs, [accs.get(b, 0.0) for b in benchmarks], width, label=name)
+        present = [b for b in benchmarks if b in accs]
+        bars = ax.bar([xs[benchmarks.index(b)] for b in present], [accs[b] for b in present], width, label=name)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks(range(len(benchmarks)), benchmarks)
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)

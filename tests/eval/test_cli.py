@@ -1,0 +1,61 @@
+"""The `tinyact eval` typer sub-app: list, run (CoT through a replay engine), resume, report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from tinyact.eval.cli import app
+from tinyact.serve.engines import ReplayEngine
+
+runner = CliRunner()
+
+
+def test_list(data_dir):
+    r = runner.invoke(app, ["list", "--data-dir", str(data_dir)])
+    assert r.exit_code == 0, r.output
+    assert "gsm-hard" in r.output and "test=500" in r.output and "+corpus" in r.output
+
+
+def test_run_cot_then_resume_then_report(data_dir, tmp_path, monkeypatch):
+    import tinyact.serve.engines as engines
+
+    made = []
+
+    def fake_load_engine(model, engine="transformers", **kw):
+        e = ReplayEngine(["\\boxed{13138980}", "\\boxed{1}", "\\boxed{2}"][len(made) * 2 :][:2], model=model)
+        made.append(e)
+        return e
+
+    monkeypatch.setattr(engines, "load_engine", fake_load_engine)
+    out = tmp_path / "gsm"
+    args = ["run", "--benchmark", "gsm-hard", "--limit", "2", "--out", str(out), "--model", "tiny",
+            "--data-dir", str(data_dir), "--no-progress"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "gsm-hard:test cot k=1: accuracy 0.500 (math_equiv) on 2 questions" in r.output
+    r = runner.invoke(app, args[:4] + ["3"] + args[5:])  # --limit 3: one more question
+    assert r.exit_code == 0, r.output
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"] == "tiny" and cfg["engine"] == "transformers" and cfg["method"] == "cot"
+    r = runner.invoke(app, ["report", str(out), "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    assert "| gsm | cot | tiny | 1 | gsm-hard:test | 3 |" in r.output
+    assert (tmp_path / "rep" / "accuracy_by_benchmark.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--method", "agent"], "not available yet"),
+        (["--method", "magic"], "--method must be cot or agent"),
+        (["--benchmark", "nope"], "unknown benchmark"),
+    ],
+)
+def test_run_errors_are_clear(data_dir, tmp_path, extra, message):
+    args = ["run", "--benchmark", "gsm-hard", "--out", str(tmp_path / "r"), "--data-dir", str(data_dir), *extra]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and message in r.output
