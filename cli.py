@@ -1,0 +1,155 @@
+"""The `tinyact` command: models, chat, and the sub-commands of each room."""
+
+from __future__ import annotations
+
+import errno
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tinyact.sandbox.cli import app as sandbox_app
+from tinyact.tools.retrieval.cli import app as index_app
+
+app = typer.Typer(
+    name="tinyact",
+    help="CodeAct agents for small language models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+models_app = typer.Typer(help="The offline model catalog.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(index_app, name="index")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one clear line to stderr; return the Exit to raise."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _progress_callback():
+    """A rich progress bar for catalog downloads/assembly/conversion."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+        TimeRemainingColumn(), console=err, transient=True,
+    )
+    tasks: dict[str, int] = {}
+
+    def report(phase: str, done: int, total: int) -> None:
+        if phase not in tasks:
+            tasks[phase] = progress.add_task(phase, total=max(total, 1))
+        progress.update(tasks[phase], completed=done, total=max(total, 1))
+
+    return progress, report
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Name, role, size, and whether each catalog model is prepared."""
+    from tinyact.serve import catalog
+
+    table = Table("name", "role", "download", "prepared", "where")
+    for entry in catalog.CATALOG.values():
+        ready = catalog.is_prepared(entry.name)
+        size = catalog.entry_size_on_disk(entry.name)
+        where = str(catalog.tinyact_home() / "models" / entry.name) if ready else "-"
+        prepared = f"yes ({size / 1e6:.0f} MB)" if ready and size else ("yes" if ready else "no")
+        table.add_row(entry.name, entry.role, f"{entry.approx_mb} MB", prepared, where)
+    console.print(table)
+
+
+@models_app.command("prepare")
+def models_prepare(
+    names: Annotated[list[str], typer.Argument(help="Catalog names; see `tinyact models list`.")],
+    force: Annotated[bool, typer.Option(help="Prepare again even if already prepared.")] = False,
+) -> None:
+    """Download, verify (sha256) and convert catalog models into the cache."""
+    from tinyact.errors import TinyactError
+    from tinyact.serve import catalog
+
+    for name in names:  # validate every name before any download starts
+        if name not in catalog.CATALOG:
+            raise fail(f"unknown model {name!r}; known: {', '.join(sorted(catalog.CATALOG))}")
+    for name in names:
+        if catalog.is_prepared(name) and not force:
+            console.print(f"{name}: already prepared at {catalog.tinyact_home() / 'models' / name}")
+            continue
+        progress, report = _progress_callback()
+        try:
+            with progress:
+                path = catalog.prepare(name, force=force, progress=report)
+        except TinyactError as e:
+            raise fail(str(e)) from None
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise fail(f"disk full while preparing {name}; nothing was left behind") from None
+            raise fail(f"preparing {name} failed: {e}") from None
+        except KeyboardInterrupt:
+            raise fail(f"interrupted; {name} was not prepared (nothing half-written remains)", 130) from None
+        console.print(f"{name}: prepared at {path}")
+
+
+@models_app.command("path")
+def models_path(name: str) -> None:
+    """Print the folder of a prepared catalog model."""
+    from tinyact.errors import TinyactError
+    from tinyact.serve import catalog
+
+    try:
+        path = catalog.model_path(name, prepare_missing=False)
+    except TinyactError as e:
+        raise fail(str(e)) from None
+    print(path)
+
+
+@app.command()
+def chat(
+    prompt: Annotated[str, typer.Argument(help="The user message.")],
+    model: Annotated[Optional[str], typer.Option(help="Catalog name or model folder.")] = None,
+    n: Annotated[int, typer.Option(help="Completions to sample.", min=1)] = 1,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
+    engine: Annotated[str, typer.Option(help="transformers | vllm | openai")] = "transformers",
+) -> None:
+    """One-shot chat with a model; prints the completions."""
+    from tinyact.errors import TinyactError
+    from tinyact.serve.catalog import default_model
+    from tinyact.serve.engines import load_engine
+    from tinyact.types import Message, SamplingParams
+
+    if n > 1 and temperature == 0:
+        temperature = 0.7  # n identical greedy samples would be pointless
+    try:
+        eng = load_engine(model or default_model(), engine=engine)
+        conv = ([Message(role="system", content=system)] if system else []) + [Message(role="user", content=prompt)]
+        (completions,) = eng.generate([conv], n=n, sampling=SamplingParams(temperature=temperature, max_tokens=max_tokens))
+    except TinyactError as e:
+        raise fail(str(e)) from None
+    for i, c in enumerate(completions):
+        if n > 1:
+            console.rule(f"completion {i + 1}/{n}")
+        console.print(c.text, markup=False, highlight=False)
+        err.print(f"[dim]({c.prompt_tokens} prompt + {c.completion_tokens} completion tokens, {c.finish_reason})[/]")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

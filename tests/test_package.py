@@ -1,0 +1,58 @@
+"""The package surface: light import, curated exports, the CLI entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import tinyact
+from tinyact.types import SamplingParams, Trajectory
+
+HEAVY = ["torch", "transformers", "vllm", "faiss", "trl", "sentence_transformers", "fastapi", "docker", "bm25s"]
+
+
+def _run(code: str) -> str:
+    # -P: never let the current folder (maybe the repository root, which holds
+    # types.py) shadow the standard library.
+    return subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True).stdout
+
+
+def test_import_tinyact_stays_light():
+    code = (
+        "import sys, json, tinyact, tinyact.cli, tinyact.types, tinyact.serve.engines; "
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    assert json.loads(_run(code)) == []
+
+
+def test_all_is_sorted_and_resolves():
+    assert tinyact.__all__ == sorted(tinyact.__all__)
+    for name in tinyact.__all__:
+        assert getattr(tinyact, name) is not None
+    with pytest.raises(AttributeError):
+        tinyact.does_not_exist  # noqa: B018
+
+
+def test_cli_help_lists_commands():
+    out = subprocess.run([sys.executable, "-P", "-m", "tinyact.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for command in ("models", "chat", "sandbox", "index"):
+        assert command in out.stdout
+
+
+@pytest.mark.parametrize(
+    "field,value,needle",
+    [("temperature", -0.1, "temperature must be >= 0"), ("top_p", 0.0, "top_p must be in (0, 1]"),
+     ("max_tokens", 0, "max_tokens must be >= 1")],
+)
+def test_sampling_params_validation_names_the_field(field, value, needle):
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace("]", r"\]")):
+        SamplingParams(**{field: value})
+
+
+def test_trajectory_jsonl_round_trip():
+    t = Trajectory(task="2+2?", model="m", final_answer={"x": [1, 2]}, end_reason="final_answer")
+    assert Trajectory.from_jsonl(t.to_jsonl()) == t
