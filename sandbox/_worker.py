@@ -1,0 +1,862 @@
+"""The sandbox worker: a fork server that holds the agent's Python globals.
+
+Standard library only; runs as a script (``python3 _worker.py CONFIG_JSON``)
+inside the sandbox (bwrap, unshare, a container, or nothing), with
+``_seccomp.py`` next to it. The host side is ``tinyact.sandbox.session``.
+
+Processes (inside one sandbox)::
+
+    init                 first process: subreaper, reaps orphans, watches the
+     |                   host's lifeline pipe; kills everything when it closes
+     +-- holder          holds the globals of one session; serves its channel
+          +-- executor   forked per execute; runs the code. On success it
+                         *becomes* the holder (the old one exits); on a timeout
+                         or a crash the holder kills it and goes on with the
+                         state from before that execute.
+
+``fork`` forks the holder: the child is the holder of a new, independent
+session whose channel (a new AF_UNIX socketpair) is handed to the host with
+SCM_RIGHTS. Each session has its own scratch directory: the path the code sees
+(``/scratch`` under bwrap) is a symlink to ``/proc/self/fd/3``, and fd 3 is
+the session's own directory, which a fork copies first. So files written by
+one fork are invisible to its parent and siblings, without mount privileges.
+
+Wire format, both ways: 4-byte big-endian length + UTF-8 JSON object with an
+"op" key. Host -> worker: exec, fork, tool_result. Worker -> host: hello,
+result, tool, forked (carries one fd).
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import ctypes
+import errno
+import io
+import json
+import linecache
+import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+
+SCRATCH_FD = 3
+CODE_FILENAME = "<code>"
+_HDR = struct.Struct(">I")
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_LOG_FD = 2  # replaced by a private copy of the original stderr at start-up
+
+
+def _prctl(option: int, arg: int) -> None:
+    _libc.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+
+
+# --------------------------------------------------------------------------- channel
+
+
+class Channel:
+    """Length-prefixed JSON messages over a connected stream socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+
+    def send(self, msg: dict, fds: list[int] | None = None) -> None:
+        data = json.dumps(msg, ensure_ascii=True).encode()
+        frame = _HDR.pack(len(data)) + data
+        if fds:
+            n = socket.send_fds(self.sock, [frame], fds)
+            frame = frame[n:]
+        if frame:
+            self.sock.sendall(frame)
+
+    def recv(self) -> dict | None:
+        """The next message, or None at end of stream."""
+        while True:
+            if len(self.buf) >= 4:
+                (n,) = _HDR.unpack_from(self.buf)
+                if len(self.buf) >= 4 + n:
+                    data = bytes(self.buf[4 : 4 + n])
+                    del self.buf[: 4 + n]
+                    return json.loads(data)
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                return None
+            self.buf += chunk
+
+
+# --------------------------------------------------------------------------- output capture
+
+
+class _Capture(io.TextIOBase):
+    """sys.stdout / sys.stderr replacement: keeps at most `limit` characters."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[str] = []
+        self.size = 0
+        self.truncated = False
+        self.buffer = _BytesCapture(self)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        room = self.limit - self.size
+        if room > 0:
+            part = s[:room]
+            self.parts.append(part)
+            self.size += len(part)
+        if len(s) > room:
+            self.truncated = True
+        return len(s)
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("fileno")
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+    def getvalue(self) -> str:
+        return "".join(self.parts)
+
+
+class _BytesCapture(io.RawIOBase):
+    def __init__(self, text: _Capture) -> None:
+        self.text = text
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.text.write(bytes(b).decode("utf-8", "replace"))
+        return len(b)
+
+
+def _clean(s: str) -> str:
+    """Replace what cannot be encoded as UTF-8 (lone surrogates)."""
+    return s.encode("utf-8", "replace").decode("utf-8")
+
+
+# --------------------------------------------------------------------------- in-sandbox API
+
+
+class _Switch(BaseException):
+    """Unwinds a freshly forked process to Worker.serve(); job: what to run first."""
+
+    def __init__(self, job) -> None:
+        super().__init__()
+        self.job = job
+
+
+class FinalAnswerException(BaseException):
+    """Raised by final_answer(); a BaseException so `except Exception` cannot swallow it."""
+
+    def __init__(self, value) -> None:
+        super().__init__(value)
+        self.value = value
+
+
+class ToolError(RuntimeError):
+    """A host-side tool failed; the message says why."""
+
+
+def _final_answer(answer=None):
+    raise FinalAnswerException(answer)
+
+
+def _json_safe(value):
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+# --------------------------------------------------------------------------- worker
+
+
+class Worker:
+    def __init__(self, cfg: dict, chan: Channel) -> None:
+        self.cfg = cfg
+        self.chan = chan
+        self.limits = cfg["limits"]
+        self.out_limit = int(self.limits["output_bytes"])
+        self.default_timeout = float(self.limits["timeout_s"])
+        self.scratch_root = cfg["scratch_root"]
+        self.forks: set[int] = set()  # live children that are forks (legitimate)
+        self.fork_count = 0
+        self.globals: dict = {"__name__": "__main__", "__builtins__": builtins}
+        self.globals["final_answer"] = _final_answer
+        self.globals["ToolError"] = ToolError
+        for name in cfg.get("tools", []):
+            self.globals[name] = self._make_tool(name)
+        self.exec_count = 0
+        # (pid, go pipe, commit pipe, pidfd) of the pre-forked next executor
+        self.standby: tuple[int, int, int, int | None] | None = None
+
+    # tools ---------------------------------------------------------------
+    def _make_tool(self, name: str):
+        worker = self
+
+        def tool(*args, **kwargs):
+            try:
+                msg = {"op": "tool", "name": name, "args": list(args), "kwargs": kwargs}
+                json.dumps(msg)
+            except (TypeError, ValueError) as e:
+                raise TypeError(f"arguments of tool {name!r} must be JSON-serializable: {e}") from None
+            worker.chan.send(msg)
+            while True:
+                reply = worker.chan.recv()
+                if reply is None:
+                    os._exit(3)  # host gone
+                if reply.get("op") == "tool_result":
+                    break
+            if reply.get("ok"):
+                return reply.get("value")
+            raise ToolError(reply.get("error", "tool failed"))
+
+        tool.__name__ = tool.__qualname__ = name
+        tool.__doc__ = f"Host-side tool {name!r}: arguments and result travel as JSON."
+        return tool
+
+    # main loop -----------------------------------------------------------
+    def serve(self) -> None:
+        """Serve the channel until it closes. Never returns.
+
+        A process forked deep in the call stack (a standby executor, a fork)
+        raises _Switch to come back here, so the stack stays flat however many
+        executes the chain of holders runs.
+        """
+        pending = None
+        while True:
+            try:
+                if pending is not None:
+                    job, pending = pending, None
+                    self._run_child(*job)
+                self._serve()
+            except _Switch as sw:
+                pending = sw.job
+            except BaseException:  # noqa: BLE001 - a worker bug: log it where the host can read it
+                try:
+                    os.write(_LOG_FD, traceback.format_exc().encode())
+                except OSError:
+                    pass
+                os._exit(5)
+
+    def _serve(self) -> None:
+        while True:
+            self._spawn_standby()
+            try:
+                msg = self.chan.recv()
+            except (OSError, ValueError) as e:
+                _debug(f"holder {os.getpid()}: channel error {e!r}")
+                msg = None
+            if msg is None:
+                os._exit(0)
+            op = msg.get("op")
+            if op == "exec":
+                self.do_exec(msg)
+            elif op == "fork":
+                self.do_fork(msg)
+            elif op == "close":
+                os._exit(0)
+            elif op == "ping":
+                self.chan.send({"op": "pong", "id": msg.get("id")})
+            # stray tool_result (its executor was killed): ignore
+
+    # fork ----------------------------------------------------------------
+    def do_fork(self, msg: dict) -> None:
+        self._reap()
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.fork_count += 1
+        tag = f"f{os.getpid()}-{self.fork_count}"
+        try:
+            pid = os.fork()
+        except OSError as e:
+            a.close()
+            b.close()
+            self.chan.send({"op": "forked", "id": msg.get("id"), "error": f"fork failed: {e}"})
+            return
+        if pid == 0:
+            try:
+                a.close()
+                self._drop_standby()
+                self.chan.sock.close()
+                self.chan = Channel(b)
+                self.forks = set()
+                self._new_scratch(tag)
+                _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+            except BaseException:
+                os._exit(4)
+            raise _Switch(None)
+        b.close()
+        self.forks.add(pid)
+        self.chan.send({"op": "forked", "id": msg.get("id"), "pid": pid}, fds=[a.fileno()])
+        a.close()
+
+    def _new_scratch(self, tag: str) -> None:
+        """Give this process its own copy of the scratch directory on fd 3."""
+        new = os.path.join(self.scratch_root, tag)
+        src = f"/proc/self/fd/{SCRATCH_FD}"
+        try:
+            shutil.copytree(src, new, symlinks=True)
+        except (OSError, shutil.Error):
+            os.makedirs(new, exist_ok=True)
+        fd = os.open(new, os.O_RDONLY | os.O_DIRECTORY)
+        os.dup2(fd, SCRATCH_FD, inheritable=True)
+        os.close(fd)
+        try:
+            os.chdir(self.cfg["scratch"])
+        except OSError:
+            pass
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.forks.discard(pid)
+
+    def _kill_strays(self) -> None:
+        """Kill this process's children that are not forks (leftovers of user code).
+
+        The holder is a subreaper, so orphans of the user's processes become its
+        children; repeat until none is left (each kill may orphan more).
+        """
+        me = os.getpid()
+        if not self.forks and self.standby is None:
+            try:  # one cheap call answers the common case: no child process at all
+                os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+        path = f"/proc/{me}/task/{me}/children"
+        for _ in range(200):
+            try:
+                with open(path) as f:
+                    pids = [int(p) for p in f.read().split()]
+            except OSError:
+                pids = _children_by_scan(me)
+            keep = self.forks | ({self.standby[0]} if self.standby else set())
+            strays = [p for p in pids if p not in keep]
+            if not strays:
+                break
+            for p in strays:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except OSError:
+                    pass
+            for p in strays:
+                try:
+                    os.waitpid(p, 0)
+                except OSError:
+                    pass
+        self._reap()
+
+    # exec ----------------------------------------------------------------
+    def _spawn_standby(self) -> None:
+        """Fork the next executor now, so an execute does not wait for a fork.
+
+        The standby is a copy of this holder blocked on a pipe; `do_exec` hands
+        it the code. Holder state does not change between this fork and the
+        execute (only fork requests can come in between, and they change nothing).
+        """
+        if self.standby is not None:
+            return
+        go_r, go_w = os.pipe()
+        commit_r, commit_w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:  # RLIMIT_NPROC reached (processes of the code itself?)
+            for fd in (go_r, go_w, commit_r, commit_w):
+                os.close(fd)
+            return
+        if pid == 0:
+            os.close(go_w)
+            os.close(commit_r)
+            self.standby = None
+            self.forks = set()
+            _warm_up()
+            try:
+                data = _read_frame(go_r)
+            except OSError:
+                data = None
+            os.close(go_r)
+            if data is None:
+                os._exit(0)  # the holder went away without using us
+            raise _Switch((json.loads(data), commit_w))
+        os.close(go_r)
+        os.close(commit_w)
+        try:  # pollable handle on the executor, opened off the critical path
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        self.standby = (pid, go_w, commit_r, pidfd)
+
+    def _drop_standby(self) -> None:
+        if self.standby is not None:
+            _, go_w, commit_r, pidfd = self.standby
+            os.close(go_w)
+            os.close(commit_r)
+            if pidfd is not None:
+                os.close(pidfd)
+            self.standby = None
+
+    def do_exec(self, msg: dict) -> None:
+        xid = msg.get("id")
+        timeout = float(msg.get("timeout") or self.default_timeout)
+        msg["t0"] = t0 = time.perf_counter()
+        self.exec_count += 1
+        self._spawn_standby()
+        if self.standby is None:
+            self._kill_strays()
+            self._send_result(
+                xid, t0, error=("ProcessLimitError", "could not fork an executor: process limit reached", "")
+            )
+            return
+        pid, go_w, r, pidfd = self.standby
+        self.standby = None
+        try:
+            data = json.dumps(msg).encode()
+            os.write(go_w, _HDR.pack(len(data)))
+            _write_all(go_w, data)
+        except OSError:
+            pass  # it died; handled below
+        os.close(go_w)
+        waiting = [r] + ([pidfd] if pidfd is not None else [])
+        deadline = time.monotonic() + timeout
+        committed = False
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            ready, _, _ = select.select(waiting, [], [], min(left, 0.5) if pidfd is None else left)
+            if r in ready:
+                data = os.read(r, 1)
+                if data == b"c":
+                    committed = True
+                    break
+                if not data:  # the executor (and everyone holding its pipe end) is gone
+                    break
+            if pidfd is not None and pidfd in ready:
+                os.set_blocking(r, False)
+                try:  # it exited; a commit byte may still sit in the pipe
+                    if os.read(r, 1) == b"c":
+                        committed = True
+                except BlockingIOError:
+                    pass
+                break
+            if pidfd is None and os.waitpid(pid, os.WNOHANG)[0] == pid:
+                pid = -pid  # already reaped
+                break
+        if committed:
+            # The executor is the holder now; this process is done.
+            os._exit(0)
+        timed_out = time.monotonic() >= deadline
+        status = None
+        if pid > 0:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                status = None
+        os.close(r)
+        if pidfd is not None:
+            os.close(pidfd)
+        self._kill_strays()
+        if timed_out:
+            err = (
+                "TimeoutError",
+                f"execution exceeded the wall-clock limit of {timeout:g} s and was killed; "
+                "variables are as they were before this execution",
+                "",
+            )
+        else:
+            err = _death_error(status, self.limits)
+        self._send_result(xid, t0, error=err)
+
+    def _send_result(self, xid, t0, error=None, **fields) -> None:
+        res = {"op": "result", "id": xid, "duration_s": time.perf_counter() - t0}
+        if error is not None:
+            res["error"] = {"type": error[0], "message": _clean(error[1]), "traceback": _clean(error[2])}
+        res.update(fields)
+        self.chan.send(res)
+
+    def _run_child(self, msg: dict, commit_fd: int) -> None:
+        xid, code, t0 = msg.get("id"), msg.get("code", ""), msg["t0"]
+        me = os.getpid()
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        self.forks = set()  # the parent's forks are not our children
+        # Capture what the code prints (Python level) and what its processes write (fd level).
+        out, err = _Capture(self.out_limit), _Capture(self.out_limit)
+        sys.stdout, sys.stderr = out, err
+        fd_out = fd_err = None
+        try:
+            fd_out = os.memfd_create("stdout", 0)
+            fd_err = os.memfd_create("stderr", 0)
+            os.dup2(fd_out, 1)
+            os.dup2(fd_err, 2)
+        except (AttributeError, OSError):
+            pass
+        linecache.cache[CODE_FILENAME] = (len(code), None, code.splitlines(True), CODE_FILENAME)
+        result: dict = {}
+        error = None
+        try:
+            body, last = _compile(code)
+            exec(body, self.globals)
+            if last is not None:
+                value = eval(last, self.globals)
+                if value is not None:
+                    result["value"] = _clean(_truncate(repr(value), self.out_limit))
+        except FinalAnswerException as e:
+            result["called_final_answer"] = True
+            result["final_answer"] = _json_safe(e.value)
+        except BaseException as e:  # noqa: BLE001 - the user's error is the result
+            if os.getpid() != me:
+                os._exit(1)
+            error = (type(e).__name__, _safe_str(e), _format_tb(e))
+        if os.getpid() != me:  # a process the code forked fell through to here
+            os._exit(0)
+        self._kill_strays()
+        for fd, cap in ((fd_out, out), (fd_err, err)):
+            if fd is None:
+                continue
+            try:
+                size = os.fstat(fd).st_size
+                if size:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    data = os.read(fd, min(size, self.out_limit * 4 + 4))
+                    cap.write(data.decode("utf-8", "replace"))
+                    if size > len(data):
+                        cap.truncated = True
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        truncated = False
+        for key, cap in (("stdout", out), ("stderr", err)):
+            text = _clean(cap.getvalue())
+            enc = text.encode()
+            if len(enc) > self.out_limit:
+                text = enc[: self.out_limit].decode("utf-8", "ignore")
+                cap.truncated = True
+            if cap.truncated:
+                truncated = True
+                text += f"\n[... {key} truncated at {self.out_limit} bytes ...]\n"
+            result[key] = text
+        result["truncated"] = truncated
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        self._refresh_if_cpu_spent()
+        self._send_result(xid, t0, error=error, **result)
+        # Commit: the old holder exits, this process holds the state from now on.
+        # (After the reply, so the old holder's exit is off the critical path.)
+        os.write(commit_fd, b"c")
+        os.close(commit_fd)
+
+    def _refresh_if_cpu_spent(self) -> None:
+        """RLIMIT_CPU counts per process: a holder that ran a long execute could
+        hit it while idle, so hand the state to a fresh fork when over half used."""
+        cpu = float(self.limits["cpu_s"])
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        if used.ru_utime + used.ru_stime < cpu / 2:
+            return
+        pid = os.fork()
+        if pid != 0:
+            os._exit(0)
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def _warm_up() -> None:
+    """Touch, in a fresh fork, the memory an execute will write to, so the
+    copy-on-write page faults happen now rather than on the critical path."""
+    try:
+        msg = json.loads(json.dumps({"op": "exec", "id": 0, "code": "_ = 1\n_", "timeout": 1.0}))
+        body, last = _compile(msg["code"])
+        cap = _Capture(16)
+        cap.write(repr(last))
+        _clean(cap.getvalue()).encode()
+        json.dumps({"op": "result", "stdout": "", "stderr": "", "truncated": False})
+        ast.literal_eval("1")
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _compile(code: str):
+    """Compile `code`; split off a last expression statement to report its value."""
+    tree = ast.parse(code, CODE_FILENAME, "exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = compile(ast.Expression(tree.body.pop().value), CODE_FILENAME, "eval")
+    return compile(tree, CODE_FILENAME, "exec"), last
+
+
+def _read_frame(fd: int) -> bytes | None:
+    hdr = _read_exact(fd, 4)
+    if hdr is None:
+        return None
+    (n,) = _HDR.unpack(hdr)
+    return _read_exact(fd, n)
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _debug(text: str) -> None:
+    if os.environ.get("TINYACT_DEBUG"):
+        try:
+            os.write(_LOG_FD, (text + "\n").encode())
+        except OSError:
+            pass
+
+
+def _truncate(s: str, n: int) -> str:
+    return s if len(s) <= n else s[:n] + f"... [truncated, {len(s)} chars]"
+
+
+def _safe_str(e: BaseException) -> str:
+    try:
+        return str(e)
+    except BaseException:  # noqa: BLE001
+        return f"<unprintable {type(e).__name__}>"
+
+
+def _format_tb(e: BaseException) -> str:
+    """The traceback, keeping only frames of the user's code."""
+    try:
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == CODE_FILENAME]
+        lines = ["Traceback (most recent call last):\n"] if frames else []
+        lines += traceback.format_list(frames)
+        lines += traceback.format_exception_only(type(e), e)
+        return "".join(lines)
+    except BaseException:  # noqa: BLE001
+        return f"{type(e).__name__}\n"
+
+
+def _death_error(status, limits: dict) -> tuple[str, str, str]:
+    """An ExecError for an executor that died without reporting."""
+    if status is None:
+        return ("SandboxError", "the executing process vanished", "")
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        if sig == signal.SIGXCPU:
+            return ("CPUTimeLimitError", f"CPU time limit of {limits['cpu_s']} s exceeded (SIGXCPU)", "")
+        if sig == signal.SIGSEGV:
+            return ("CrashError", "the code crashed (SIGSEGV; a stack overflow from deep recursion?)", "")
+        if sig == signal.SIGKILL:
+            return (
+                "KilledError",
+                f"the code was killed (SIGKILL; CPU limit {limits['cpu_s']} s or memory "
+                f"limit {limits['memory_mb']} MB?)",
+                "",
+            )
+        return ("CrashError", f"the code was terminated by {name}", "")
+    code = os.WEXITSTATUS(status)
+    return ("ProcessExit", f"the code ended its process with exit status {code} (os._exit?)", "")
+
+
+def _children_by_scan(ppid: int) -> list[int]:
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == ppid:
+                pids.append(int(name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return pids
+
+
+# --------------------------------------------------------------------------- start-up
+
+
+def _apply_limits(limits: dict) -> None:
+    mb = 1024 * 1024
+    cpu = int(limits["cpu_s"])
+    settings = [
+        (resource.RLIMIT_AS, int(limits["memory_mb"]) * mb),
+        (resource.RLIMIT_CPU, (cpu, cpu + 1)),
+        (resource.RLIMIT_FSIZE, int(limits["file_size_mb"]) * mb),
+        (resource.RLIMIT_NOFILE, int(limits["open_files"])),
+        (resource.RLIMIT_NPROC, int(limits["processes"])),
+        (resource.RLIMIT_CORE, 0),
+    ]
+    for res, value in settings:
+        soft, hard = value if isinstance(value, tuple) else (value, value)
+        _, cur_hard = resource.getrlimit(res)
+        if cur_hard != resource.RLIM_INFINITY:
+            hard = min(hard, cur_hard)
+            soft = min(soft, hard)
+        resource.setrlimit(res, (soft, hard))
+
+
+def _drop_privileges() -> None:
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+
+
+def _init_loop(lifeline: int, holder: int, isolation: str) -> None:
+    """PID 'init' of the sandbox: reap orphans, end everything when the host goes."""
+    # Wake up on SIGCHLD to reap at once: zombies count against RLIMIT_NPROC,
+    # and every execute leaves one (the previous holder).
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    while True:
+        ready, _, _ = select.select([lifeline, wake_r], [], [], 1.0)
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+            ready.remove(wake_r)
+        if ready:
+            try:
+                data = os.read(lifeline, 64)
+            except OSError:
+                data = b""
+            if not data:
+                break
+        alive = True
+        while True:
+            try:
+                pid, st = os.waitpid(-1, os.WNOHANG)
+                if pid and st and os.environ.get("TINYACT_DEBUG"):
+                    os.write(_LOG_FD, f"init: {pid} ended with status {st}\n".encode())
+            except ChildProcessError:
+                alive = False
+                break
+            if pid == 0:
+                break
+        if not alive:
+            _debug("init: no children left")
+            break
+    _debug("init: exiting")
+    if isolation == "none":
+        # No pid namespace: end our process group (we made it with setsid).
+        try:
+            os.killpg(0, signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(0)
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    chan_fd = int(cfg["channel_fd"])
+    lifeline = int(cfg["lifeline_fd"])
+    sys.stdin = open(os.devnull)  # noqa: SIM115
+    # fd 3 is reserved for the scratch directory.
+    for name in ("channel_fd", "lifeline_fd"):
+        if int(cfg[name]) == SCRATCH_FD:
+            new = os.dup(SCRATCH_FD)
+            os.close(SCRATCH_FD)
+            cfg[name] = new
+    chan_fd, lifeline = int(cfg["channel_fd"]), int(cfg["lifeline_fd"])
+    global _LOG_FD
+    _LOG_FD = os.dup(2)  # fd 2 itself is redirected per execute
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversize writes fail with EFBIG instead
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    if cfg["isolation"] == "none":
+        try:
+            os.setsid()
+        except OSError:
+            pass
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    if cfg.get("die_with_parent"):
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    holder = os.fork()
+    if holder != 0:
+        os.close(chan_fd)
+        _init_loop(lifeline, holder, cfg["isolation"])
+        return
+    os.close(lifeline)
+    sock = socket.socket(fileno=chan_fd)
+    chan = Channel(sock)
+    checks: dict = {}
+    try:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import _seccomp  # before dropping privileges: the file may not be readable after
+
+        if cfg.get("drop_privileges", True):
+            _drop_privileges()
+        os.makedirs(cfg["scratch_root"], exist_ok=True)
+        main_dir = os.path.join(cfg["scratch_root"], "main")
+        os.makedirs(main_dir, exist_ok=True)
+        fd = os.open(main_dir, os.O_RDONLY | os.O_DIRECTORY)
+        os.dup2(fd, SCRATCH_FD, inheritable=True)
+        os.close(fd)
+        os.chdir(cfg["scratch"])
+        _apply_limits(cfg["limits"])
+        checks["rlimits"] = True
+        if cfg.get("seccomp", True):
+            _seccomp.install()
+            checks["seccomp"] = True
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        worker = Worker(cfg, chan)
+    except BaseException as e:  # noqa: BLE001
+        chan.send({"op": "hello", "ok": False, "error": f"{type(e).__name__}: {e}"})
+        os._exit(2)
+    chan.send(
+        {
+            "op": "hello",
+            "ok": True,
+            "pid": os.getpid(),
+            "uid": os.getuid(),
+            "python": sys.version.split()[0],
+            "checks": checks,
+        }
+    )
+    worker.serve()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        os._exit(130)
+    except BaseException:  # noqa: BLE001
+        traceback.print_exc()
+        os._exit(2)

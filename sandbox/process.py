@@ -1,0 +1,345 @@
+"""Process backend: the worker runs as a local process tree, isolated by the
+strongest mechanism this machine has.
+
+- ``bwrap``: ``--unshare-all`` (user, pid, net, ipc, uts, cgroup, mount), an
+  empty root holding only read-only /usr (and the /bin, /lib symlinks), /proc,
+  a minimal /dev and a size-limited tmpfs for scratch files; uid/gid 65534,
+  ``--die-with-parent``, ``--new-session``, cleared environment.
+- ``unshare``: net, pid, mount, ipc and uts namespaces (plus a user namespace
+  when not root); the file system stays visible, read as uid 65534 when the
+  host runs as root. Scratch files live in a host temp dir.
+- ``none``: a plain child process (uid 65534 when root). Refused unless
+  ``allow_unsafe=True``; logs a loud warning.
+
+In every mode the worker sets rlimits and installs the seccomp filter before
+any user code runs, and starts with an environment that holds no host variables.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from tinyact.errors import SandboxError, SandboxErrorCode
+from tinyact.sandbox.limits import Limits
+from tinyact.sandbox.session import Channel, Session
+
+__all__ = ["Isolation", "ProcessSandbox", "best_isolation", "probe_isolation", "start_process_session"]
+
+log = logging.getLogger(__name__)
+
+Isolation = Literal["bwrap", "unshare", "none"]
+HERE = Path(__file__).resolve().parent
+WORKER_FILES = ("_worker.py", "_seccomp.py")
+SANDBOX_DIR = "/.tinyact"  # inside bwrap: worker code and per-session scratch dirs
+SANDBOX_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONIOENCODING": "utf-8",
+}
+START_TIMEOUT_S = 30.0
+
+
+def _sandbox_python() -> str:
+    """The interpreter inside bwrap: the system one under /usr (always mounted)."""
+    for cand in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.path.exists(cand) and os.path.realpath(cand).startswith("/usr/"):
+            return cand
+    return os.path.realpath(sys.executable)
+
+
+def _bwrap_argv(scratch_mb: int, extra_ro: list[str]) -> list[str]:
+    argv = [
+        "bwrap",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--uid", "65534",
+        "--gid", "65534",
+        "--hostname", "sandbox",
+        "--ro-bind", "/usr", "/usr",
+        "--symlink", "usr/bin", "/bin",
+        "--symlink", "usr/sbin", "/sbin",
+        "--symlink", "usr/lib", "/lib",
+        "--proc", "/proc",
+        "--dev", "/dev",
+    ]  # fmt: skip
+    if os.path.isdir("/usr/lib64"):
+        argv += ["--symlink", "usr/lib64", "/lib64"]
+    for path in extra_ro:
+        argv += ["--ro-bind", path, path]
+    argv += [
+        "--perms", "1777", "--size", str(scratch_mb * 1024 * 1024), "--tmpfs", f"{SANDBOX_DIR}/scratch",
+        "--symlink", "/proc/self/fd/3", "/scratch",
+        "--symlink", "/proc/self/fd/3", "/tmp",
+        "--dir", f"{SANDBOX_DIR}/lib",
+    ]  # fmt: skip
+    for name in WORKER_FILES:
+        argv += ["--ro-bind", str(HERE / name), f"{SANDBOX_DIR}/lib/{name}"]
+    for key, value in {**SANDBOX_ENV, "HOME": "/scratch", "TMPDIR": "/scratch"}.items():
+        argv += ["--setenv", key, value]
+    argv += ["--chdir", "/"]
+    return argv
+
+
+def _extra_ro_paths(python: str) -> list[str]:
+    """Host paths the interpreter needs when it is not under /usr."""
+    real = os.path.realpath(python)
+    if real.startswith("/usr/"):
+        return []
+    prefix = Path(real).parent.parent  # e.g. ~/.pyenv/versions/3.11.7
+    return [str(prefix)]
+
+
+@functools.cache
+def probe_isolation() -> dict[str, tuple[bool, str]]:
+    """Which isolation mechanisms work here: name -> (works, detail). Cached per process."""
+    out: dict[str, tuple[bool, str]] = {}
+    bwrap = shutil.which("bwrap")
+    if not bwrap:
+        out["bwrap"] = (False, "bwrap not found (apt-get install bubblewrap)")
+    else:
+        py = _sandbox_python()
+        argv = _bwrap_argv(1, _extra_ro_paths(py))
+        # the worker files are bound by _bwrap_argv; just check the interpreter starts
+        r = _run([*argv, py, "-c", "print(1)"])
+        out["bwrap"] = (r[0], r[1] or bwrap)
+    unshare = shutil.which("unshare")
+    if not unshare:
+        out["unshare"] = (False, "unshare not found (util-linux)")
+    else:
+        r = _run([*_unshare_argv(), "true"])
+        out["unshare"] = (r[0], r[1] or unshare)
+    out["none"] = (True, "no isolation besides rlimits and seccomp")
+    return out
+
+
+def _run(argv: list[str]) -> tuple[bool, str]:
+    try:
+        p = subprocess.run(argv, capture_output=True, timeout=20, stdin=subprocess.DEVNULL, env=SANDBOX_ENV)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"{type(e).__name__}: {e}"
+    if p.returncode != 0:
+        return False, p.stderr.decode(errors="replace").strip().splitlines()[-1:][0] if p.stderr else f"exit {p.returncode}"
+    return True, ""
+
+
+def _unshare_argv() -> list[str]:
+    argv = ["unshare", "--net", "--pid", "--fork", "--mount", "--mount-proc", "--ipc", "--uts", "--kill-child"]
+    if os.geteuid() != 0:
+        argv.insert(1, "--map-root-user")  # implies --user
+    return argv
+
+
+def best_isolation() -> Isolation:
+    """The strongest isolation that works here ("none" when nothing does)."""
+    probe = probe_isolation()
+    for name in ("bwrap", "unshare"):
+        if probe[name][0]:
+            return name  # type: ignore[return-value]
+    return "none"
+
+
+class ProcessSandbox:
+    """One worker process tree; shared by a session and its forks."""
+
+    backend = "process"
+
+    def __init__(self, isolation: Isolation, limits: Limits, tools: list[str], seccomp: bool = True) -> None:
+        self.isolation = isolation
+        self.limits = limits
+        self._refs = 0
+        self._lock = threading.Lock()
+        self._tmp: str | None = tempfile.mkdtemp(prefix="tinyact-sandbox-")
+        os.chmod(self._tmp, 0o755)
+        self._log = open(os.path.join(self._tmp, "worker.log"), "wb")  # noqa: SIM115
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        life_r, life_w = os.pipe()
+        self._lifeline = life_w
+        cfg: dict[str, Any] = {
+            "channel_fd": child_sock.fileno(),
+            "lifeline_fd": life_r,
+            "isolation": isolation,
+            "limits": limits.to_dict(),
+            "tools": tools,
+            "seccomp": seccomp,
+            "die_with_parent": True,
+        }
+        env = dict(SANDBOX_ENV)
+        if isolation == "bwrap":
+            py = _sandbox_python()
+            cfg["scratch_root"] = f"{SANDBOX_DIR}/scratch"
+            cfg["scratch"] = "/scratch"
+            argv = [*_bwrap_argv(limits.scratch_mb, _extra_ro_paths(py)), py, "-E", "-s", "-B",
+                    f"{SANDBOX_DIR}/lib/_worker.py", json.dumps(cfg)]  # fmt: skip
+        else:
+            data = os.path.join(self._tmp, "data")
+            os.mkdir(data)
+            os.chmod(data, 0o1777)
+            os.symlink("/proc/self/fd/3", os.path.join(self._tmp, "scratch"))
+            cfg["scratch_root"] = data
+            cfg["scratch"] = os.path.join(self._tmp, "scratch")
+            env.update(HOME=cfg["scratch"], TMPDIR=cfg["scratch"])
+            lib = os.path.join(self._tmp, "lib")
+            os.mkdir(lib)
+            for name in WORKER_FILES:  # readable by uid 65534 wherever the package lives
+                shutil.copy(HERE / name, os.path.join(lib, name))
+            argv = [_sandbox_python(), "-E", "-s", "-B", os.path.join(lib, "_worker.py"), json.dumps(cfg)]
+            if isolation == "unshare":
+                argv = [*_unshare_argv(), *argv]
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                pass_fds=(child_sock.fileno(), life_r),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self._log,
+                env=env,
+                cwd="/",
+                start_new_session=True,
+            )
+        except OSError as e:
+            child_sock.close()
+            parent_sock.close()
+            os.close(life_r)
+            os.close(life_w)
+            self._cleanup_tmp()
+            raise SandboxError(
+                f"could not start the {isolation} worker: {e}", code=SandboxErrorCode.START_FAILED
+            ) from e
+        child_sock.close()
+        os.close(life_r)
+        self._first = Channel(parent_sock)
+
+    def start(self) -> tuple[Channel, dict[str, Any]]:
+        """Wait for the worker's hello; the channel of the first session."""
+        chan = self._first
+        try:
+            msg, _ = chan.recv(time.monotonic() + START_TIMEOUT_S)
+        except (EOFError, TimeoutError, OSError) as e:
+            stderr = self._stderr()
+            self.terminate()
+            raise SandboxError(
+                f"the {self.isolation} sandbox worker failed to start ({type(e).__name__}): {stderr}",
+                code=SandboxErrorCode.START_FAILED,
+                context={"isolation": self.isolation},
+            ) from None
+        if msg.get("op") != "hello" or not msg.get("ok"):
+            self.terminate()
+            raise SandboxError(
+                f"the {self.isolation} sandbox worker failed to start: {msg.get('error', msg)}",
+                code=SandboxErrorCode.START_FAILED,
+                context={"isolation": self.isolation},
+            )
+        self._refs = 1
+        return chan, msg
+
+    def _stderr(self) -> str:
+        try:
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            pass
+        return self.log_tail()
+
+    def log_tail(self, n: int = 2000) -> str:
+        """The end of the worker's own stderr (start-up failures, worker bugs)."""
+        if not self._tmp:
+            return ""
+        try:
+            with open(os.path.join(self._tmp, "worker.log"), "rb") as f:
+                return f.read().decode(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def accept_fork(self, chan: Channel, deadline: float) -> tuple[Channel, dict[str, Any]]:
+        msg, fds = chan.recv(deadline, want_fds=True)
+        if msg.get("op") == "forked" and msg.get("error"):
+            raise SandboxError(f"fork failed in the sandbox: {msg['error']}", code=SandboxErrorCode.PROTOCOL)
+        if msg.get("op") != "forked" or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise SandboxError(f"unexpected reply to fork: {msg}", code=SandboxErrorCode.PROTOCOL)
+        sock = socket.socket(fileno=fds[0])
+        return Channel(sock), {"pid": msg.get("pid")}
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._refs += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._refs -= 1
+            last = self._refs <= 0
+        if last:
+            self.terminate()
+
+    def terminate(self) -> None:
+        """End the whole sandbox: close the lifeline (init kills all) and kill the launcher."""
+        if self._lifeline is not None:
+            try:
+                os.close(self._lifeline)
+            except OSError:
+                pass
+            self._lifeline = None  # type: ignore[assignment]
+        proc = self.proc
+        if proc.poll() is None:
+            try:
+                proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    log.warning("sandbox launcher %d did not exit", proc.pid)
+        self._log.close()
+        self._cleanup_tmp()
+
+    def _cleanup_tmp(self) -> None:
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+
+def start_process_session(
+    *,
+    isolation: Literal["auto", "bwrap", "unshare", "none"] = "auto",
+    limits: Limits,
+    tools: dict[str, Any],
+    allow_unsafe: bool = False,
+) -> Session:
+    chosen: Isolation = best_isolation() if isolation == "auto" else isolation  # type: ignore[assignment]
+    if chosen not in ("bwrap", "unshare", "none"):
+        raise SandboxError(f"unknown isolation {isolation!r}; use auto, bwrap, unshare or none")
+    if chosen != "none" and isolation != "auto" and not probe_isolation()[chosen][0]:
+        raise SandboxError(
+            f"isolation {chosen!r} does not work here: {probe_isolation()[chosen][1]}",
+            code=SandboxErrorCode.BACKEND_UNAVAILABLE,
+        )
+    if chosen == "none":
+        if not allow_unsafe:
+            raise SandboxError(
+                "no OS isolation is available (bwrap and unshare both failed); install bubblewrap "
+                "(`make system-deps`) or pass allow_unsafe=True to run with rlimits and seccomp only",
+                code=SandboxErrorCode.NO_ISOLATION,
+            )
+        log.warning(
+            "!!! tinyact sandbox running WITHOUT OS isolation: the code can read every file "
+            "uid 65534 (or you) can read. Install bubblewrap. !!!"
+        )
+    box = ProcessSandbox(chosen, limits, sorted(tools))
+    chan, hello = box.start()
+    return Session(chan, box, limits=limits, tools=tools, info=hello)

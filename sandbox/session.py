@@ -1,0 +1,333 @@
+"""Host side of a sandbox session: the channel protocol, tool calls, fork/adopt.
+
+A ``Session`` talks to one holder process inside a sandbox (see ``_worker.py``
+for the other end). Sessions made by ``fork()`` share the sandbox (its
+processes, namespaces or container) with their parent; the sandbox ends when
+its last session closes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from tinyact.errors import SandboxError, SandboxErrorCode
+from tinyact.sandbox.limits import Limits
+from tinyact.types import ExecError, ExecResult
+
+__all__ = ["Session"]
+
+log = logging.getLogger(__name__)
+
+_HDR = struct.Struct(">I")
+_MAX_MSG = 256 * 1024 * 1024
+GRACE_S = 5.0
+"""How long past an execute's own timeout the host waits before declaring the worker dead."""
+
+
+class Channel:
+    """Length-prefixed JSON messages over a stream socket, with deadlines."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, msg: dict[str, Any]) -> None:
+        data = json.dumps(msg).encode()
+        self.sock.sendall(_HDR.pack(len(data)) + data)
+
+    def _fill(self, deadline: float | None, want_fds: bool = False) -> list[int]:
+        if deadline is None:
+            self.sock.settimeout(None)
+        else:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            self.sock.settimeout(left)
+        try:
+            if want_fds:
+                chunk, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 4)
+            else:
+                chunk, fds = self.sock.recv(1 << 16), []
+        except socket.timeout as e:
+            raise TimeoutError from e
+        if not chunk:
+            for fd in fds:
+                socket.close(fd)
+            raise EOFError
+        self.buf += chunk
+        return list(fds)
+
+    def recv(self, deadline: float | None = None, want_fds: bool = False) -> tuple[dict[str, Any], list[int]]:
+        """The next message and any fds that came with it.
+
+        Raises EOFError when the worker closed the channel, TimeoutError at the deadline.
+        """
+        fds: list[int] = []
+        while True:
+            if len(self.buf) >= 4:
+                (n,) = _HDR.unpack_from(self.buf)
+                if n > _MAX_MSG:
+                    raise SandboxError(f"worker sent a {n}-byte message", code=SandboxErrorCode.PROTOCOL)
+                if len(self.buf) >= 4 + n:
+                    data = bytes(self.buf[4 : 4 + n])
+                    del self.buf[: 4 + n]
+                    try:
+                        msg = json.loads(data)
+                    except ValueError as e:
+                        raise SandboxError(
+                            f"worker sent malformed JSON: {e}", code=SandboxErrorCode.PROTOCOL
+                        ) from None
+                    if not isinstance(msg, dict):
+                        raise SandboxError("worker sent a non-object message", code=SandboxErrorCode.PROTOCOL)
+                    return msg, fds
+            fds += self._fill(deadline, want_fds)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class Sandbox(Protocol):
+    """What a backend provides to the sessions living in one sandbox."""
+
+    backend: str
+    isolation: str
+
+    def acquire(self) -> None: ...
+
+    def release(self) -> None:
+        """One session fewer; the last one ends the sandbox."""
+
+    def accept_fork(self, chan: Channel, deadline: float) -> tuple[Channel, dict[str, Any]]:
+        """Read the worker's answer to a "fork" request: a channel to the new holder."""
+
+
+ToolFn = Callable[..., Any]
+
+
+class Session:
+    """One sandboxed Python session: persistent globals, forkable.
+
+    ``with open_session() as s: s.execute("x = 1"); s.execute("x + 1").value == "2"``
+
+    Thread-safety: one call at a time per session (a lock serializes them);
+    different sessions (forks included) run in parallel.
+    """
+
+    def __init__(
+        self,
+        chan: Channel,
+        sandbox: Sandbox,
+        *,
+        limits: Limits,
+        tools: Mapping[str, ToolFn] | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        self._chan: Channel | None = chan
+        self._sandbox = sandbox
+        self.limits = limits
+        self.tools: dict[str, ToolFn] = dict(tools or {})
+        self.info: dict[str, Any] = dict(info or {})
+        self._lock = threading.Lock()
+        self._next_id = 0
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def backend(self) -> str:
+        return self._sandbox.backend
+
+    @property
+    def isolation(self) -> str:
+        """"bwrap", "unshare", "none" (process backend) or "docker"."""
+        return self._sandbox.isolation
+
+    @property
+    def closed(self) -> bool:
+        return self._chan is None
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Session backend={self.backend} isolation={self.isolation} {state}>"
+
+    # ------------------------------------------------------------------ context manager
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        try:
+            if self._chan is not None:
+                self.close()
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------ API
+    def execute(self, code: str, timeout: float | None = None) -> ExecResult:
+        """Run `code` with this session's globals; errors in the code are in the result.
+
+        Raises SandboxError when the sandbox itself fails (the worker died, the
+        session is closed).
+        """
+        if not isinstance(code, str):
+            raise TypeError(f"code must be str, got {type(code).__name__}")
+        limit = float(timeout if timeout is not None else self.limits.timeout_s)
+        if not limit > 0:
+            raise ValueError(f"timeout must be > 0, got {timeout}")
+        with self._lock:
+            chan = self._require_open()
+            self._next_id += 1
+            xid = self._next_id
+            t0 = time.perf_counter()
+            deadline = time.monotonic() + limit + GRACE_S
+            try:
+                chan.send({"op": "exec", "id": xid, "code": code, "timeout": limit})
+                while True:
+                    msg, _ = chan.recv(deadline)
+                    op = msg.get("op")
+                    if op == "tool":
+                        chan.send(self._run_tool(msg))
+                    elif op == "result" and msg.get("id") == xid:
+                        return self._to_result(msg, time.perf_counter() - t0)
+                    # anything else (a late reply of a killed executor) is dropped
+            except (EOFError, OSError) as e:
+                detail = _log_tail(self._sandbox)
+                self._die()
+                raise SandboxError(
+                    f"the sandbox worker died during execute ({type(e).__name__}); open a new session"
+                    + (f"\nworker log:\n{detail}" if detail else ""),
+                    code=SandboxErrorCode.WORKER_DIED,
+                    retryable=True,
+                ) from None
+            except TimeoutError:
+                self._die()
+                raise SandboxError(
+                    f"the sandbox worker did not answer within {limit + GRACE_S:g} s; the session was ended",
+                    code=SandboxErrorCode.WORKER_DIED,
+                    retryable=True,
+                ) from None
+
+    def fork(self) -> Session:
+        """An independent copy of this session (globals and scratch files), in milliseconds."""
+        with self._lock:
+            chan = self._require_open()
+            self._next_id += 1
+            try:
+                chan.send({"op": "fork", "id": self._next_id})
+                new_chan, info = self._sandbox.accept_fork(chan, time.monotonic() + 30)
+            except (EOFError, OSError, TimeoutError) as e:
+                self._die()
+                raise SandboxError(
+                    f"fork failed: the sandbox worker died ({type(e).__name__})",
+                    code=SandboxErrorCode.WORKER_DIED,
+                    retryable=True,
+                ) from None
+            self._sandbox.acquire()
+            return Session(new_chan, self._sandbox, limits=self.limits, tools=self.tools, info=info)
+
+    def adopt(self, fork: Session) -> None:
+        """Make `fork` (a fork of this session) this session's state; the old state ends.
+
+        `fork` is closed afterwards: keep using this object.
+        """
+        if fork is self:
+            return
+        if fork._sandbox is not self._sandbox:
+            raise ValueError("adopt() takes a fork of this session (same sandbox)")
+        with self._lock, fork._lock:
+            new = fork._chan
+            if new is None:
+                raise SandboxError("cannot adopt a closed session", code=SandboxErrorCode.CLOSED)
+            old, self._chan, fork._chan = self._chan, new, None
+            self.info = fork.info
+        if old is not None:
+            old.close()
+            self._sandbox.release()  # the fork's reference now belongs to self
+        else:
+            pass  # self was closed: the fork's reference carries over as it is
+
+    def close(self) -> None:
+        """End this session (its holder process exits); idempotent."""
+        chan, self._chan = self._chan, None
+        if chan is not None:
+            chan.close()
+            self._sandbox.release()
+
+    # ------------------------------------------------------------------ internals
+    def _require_open(self) -> Channel:
+        if self._chan is None:
+            raise SandboxError("the session is closed", code=SandboxErrorCode.CLOSED)
+        return self._chan
+
+    def _die(self) -> None:
+        chan, self._chan = self._chan, None
+        if chan is not None:
+            chan.close()
+            self._sandbox.release()
+
+    def _run_tool(self, msg: dict[str, Any]) -> dict[str, Any]:
+        name = msg.get("name")
+        fn = self.tools.get(name) if isinstance(name, str) else None
+        if fn is None:
+            return {"op": "tool_result", "ok": False, "error": f"unknown tool {name!r}"}
+        args = msg.get("args") or []
+        kwargs = msg.get("kwargs") or {}
+        try:
+            value = fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - a tool's failure goes back to the code
+            return {"op": "tool_result", "ok": False, "error": f"{name} failed: {type(e).__name__}: {e}"}
+        try:
+            value = _jsonable(value)
+            json.dumps(value)
+        except (TypeError, ValueError) as e:
+            return {"op": "tool_result", "ok": False, "error": f"{name} returned a non-JSON value: {e}"}
+        return {"op": "tool_result", "ok": True, "value": value}
+
+    @staticmethod
+    def _to_result(msg: dict[str, Any], host_seconds: float) -> ExecResult:
+        err = msg.get("error")
+        error = None
+        if isinstance(err, dict):
+            error = ExecError(
+                type=str(err.get("type", "Error")),
+                message=str(err.get("message", "")),
+                traceback=str(err.get("traceback", "")),
+            )
+        return ExecResult(
+            stdout=str(msg.get("stdout", "")),
+            stderr=str(msg.get("stderr", "")),
+            error=error,
+            final_answer=msg.get("final_answer"),
+            called_final_answer=bool(msg.get("called_final_answer", False)),
+            value=msg.get("value") if isinstance(msg.get("value"), str) else None,
+            duration_s=host_seconds,
+            truncated=bool(msg.get("truncated", False)),
+        )
+
+
+def _log_tail(sandbox: Any) -> str:
+    fn = getattr(sandbox, "log_tail", None)
+    try:
+        return fn(1500).strip() if callable(fn) else ""
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+def _jsonable(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    return value
