@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; the one table of lazy exports.
 _EXPORTS: dict[str, str] = {
+    "Agent": "tinyact.agents",
+    "AgentConfig": "tinyact.agents",
+    "AgentResult": "tinyact.agents",
     "Candidate": "tinyact.types",
     "CodeAction": "tinyact.types",
     "Completion": "tinyact.types",
@@ -22,8 +25,11 @@ _EXPORTS: dict[str, str] = {
     "SamplingParams": "tinyact.types",
     "Step": "tinyact.types",
     "TinyactError": "tinyact.errors",
+    "Tool": "tinyact.tools",
     "Trajectory": "tinyact.types",
     "load_engine": "tinyact.serve.engines",
+    "open_session": "tinyact.sandbox",
+    "tool": "tinyact.tools",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -43,6 +49,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from tinyact.agents import Agent, AgentConfig, AgentResult
+    from tinyact.sandbox import open_session
+    from tinyact.tools import Tool, tool
     from tinyact.errors import TinyactError
     from tinyact.serve.engines import ReplayEngine, load_engine
     from tinyact.types import (
