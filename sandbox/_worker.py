@@ -98,13 +98,13 @@ class Channel:
 
 
 class _Capture(io.TextIOBase):
-    """sys.stdout / sys.stderr replacement: keeps at most `limit` characters."""
+    """sys.stdout / sys.stderr replacement: writes through to `fd` (a memfd the
+    holder also has, so output survives a timeout), at most `limit` + 1 bytes."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, fd: int, limit: int) -> None:
+        self.fd = fd
         self.limit = limit
-        self.parts: list[str] = []
         self.size = 0
-        self.truncated = False
         self.buffer = _BytesCapture(self)
 
     def writable(self) -> bool:
@@ -113,27 +113,33 @@ class _Capture(io.TextIOBase):
     def write(self, s: str) -> int:
         if not isinstance(s, str):
             raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        room = self.limit - self.size
-        if room > 0:
-            part = s[:room]
-            self.parts.append(part)
-            self.size += len(part)
-        if len(s) > room:
-            self.truncated = True
+        self.write_bytes(s.encode("utf-8", "replace"))
         return len(s)
+
+    def write_bytes(self, b: bytes) -> None:
+        room = self.limit + 1 - self.size
+        if room <= 0 or not b:
+            return
+        b = b[:room]
+        try:
+            _write_all(self.fd, b)
+        except OSError:
+            pass
+        self.size += len(b)
 
     def isatty(self) -> bool:
         return False
 
     def fileno(self) -> int:
-        raise io.UnsupportedOperation("fileno")
+        return self.fd
 
     @property
     def encoding(self) -> str:
         return "utf-8"
 
-    def getvalue(self) -> str:
-        return "".join(self.parts)
+    @property
+    def errors(self) -> str:
+        return "replace"
 
 
 class _BytesCapture(io.RawIOBase):
@@ -144,8 +150,21 @@ class _BytesCapture(io.RawIOBase):
         return True
 
     def write(self, b) -> int:
-        self.text.write(bytes(b).decode("utf-8", "replace"))
+        self.text.write_bytes(bytes(b))
         return len(b)
+
+
+def _read_output(fd: int, limit: int, name: str) -> tuple[str, bool]:
+    """What was written to memfd `fd`: (text cut at `limit` bytes with a marker, truncated)."""
+    try:
+        size = os.fstat(fd).st_size
+        data = os.pread(fd, min(size, limit), 0) if size else b""
+    except OSError:
+        return "", False
+    text = data.decode("utf-8", "replace")
+    if size > limit:
+        return text + f"\n[... {name} truncated at {limit} bytes ...]\n", True
+    return text, False
 
 
 def _clean(s: str) -> str:
@@ -207,8 +226,9 @@ class Worker:
         for name in cfg.get("tools", []):
             self.globals[name] = self._make_tool(name)
         self.exec_count = 0
-        # (pid, go pipe, commit pipe, pidfd) of the pre-forked next executor
-        self.standby: tuple[int, int, int, int | None] | None = None
+        # (pid, go pipe, commit pipe, pidfd, stdout memfd, stderr memfd) of the
+        # pre-forked next executor
+        self.standby: tuple | None = None
 
     # tools ---------------------------------------------------------------
     def _make_tool(self, name: str):
@@ -336,20 +356,29 @@ class Worker:
                 return
             self.forks.discard(pid)
 
-    def _kill_strays(self) -> None:
-        """Kill this process's children that are not forks (leftovers of user code).
+    def _kill_strays(self, pgid: int | None = None) -> None:
+        """Kill what the user's code left running.
 
-        The holder is a subreaper, so orphans of the user's processes become its
-        children; repeat until none is left (each kill may orphan more).
+        First the executor's process group in one atomic kill (a fork bomb
+        cannot outrun it), then, for processes that left the group (setsid),
+        this process's children that are not forks: the holder is a subreaper,
+        so orphans of the user's processes become its children; repeat until
+        none is left (each kill may orphan more).
         """
         me = os.getpid()
+        if pgid is not None:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except OSError:
+                pass
         if not self.forks and self.standby is None:
             try:  # one cheap call answers the common case: no child process at all
                 os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
         path = f"/proc/{me}/task/{me}/children"
-        for _ in range(200):
+        give_up = time.monotonic() + 3.0
+        while time.monotonic() < give_up:
             try:
                 with open(path) as f:
                     pids = [int(p) for p in f.read().split()]
@@ -383,15 +412,22 @@ class Worker:
             return
         go_r, go_w = os.pipe()
         commit_r, commit_w = os.pipe()
+        out_fd = os.memfd_create("stdout", os.MFD_CLOEXEC)
+        err_fd = os.memfd_create("stderr", os.MFD_CLOEXEC)
         try:
             pid = os.fork()
         except OSError:  # RLIMIT_NPROC reached (processes of the code itself?)
-            for fd in (go_r, go_w, commit_r, commit_w):
+            for fd in (go_r, go_w, commit_r, commit_w, out_fd, err_fd):
                 os.close(fd)
             return
         if pid == 0:
             os.close(go_w)
             os.close(commit_r)
+            # What the code and its processes print goes to memfds the holder shares.
+            os.dup2(out_fd, 1)
+            os.dup2(err_fd, 2)
+            os.close(out_fd)
+            os.close(err_fd)
             self.standby = None
             self.forks = set()
             _warm_up()
@@ -409,15 +445,14 @@ class Worker:
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
             pidfd = None
-        self.standby = (pid, go_w, commit_r, pidfd)
+        self.standby = (pid, go_w, commit_r, pidfd, out_fd, err_fd)
 
     def _drop_standby(self) -> None:
         if self.standby is not None:
-            _, go_w, commit_r, pidfd = self.standby
-            os.close(go_w)
-            os.close(commit_r)
-            if pidfd is not None:
-                os.close(pidfd)
+            _, go_w, commit_r, pidfd, out_fd, err_fd = self.standby
+            for fd in (go_w, commit_r, pidfd, out_fd, err_fd):
+                if fd is not None:
+                    os.close(fd)
             self.standby = None
 
     def do_exec(self, msg: dict) -> None:
@@ -432,7 +467,7 @@ class Worker:
                 xid, t0, error=("ProcessLimitError", "could not fork an executor: process limit reached", "")
             )
             return
-        pid, go_w, r, pidfd = self.standby
+        pid, go_w, r, pidfd, out_fd, err_fd = self.standby
         self.standby = None
         try:
             data = json.dumps(msg).encode()
@@ -470,6 +505,7 @@ class Worker:
         if committed:
             # The executor is the holder now; this process is done.
             os._exit(0)
+
         timed_out = time.monotonic() >= deadline
         status = None
         if pid > 0:
@@ -484,7 +520,11 @@ class Worker:
         os.close(r)
         if pidfd is not None:
             os.close(pidfd)
-        self._kill_strays()
+        self._kill_strays(abs(pid))
+        stdout, t1 = _read_output(out_fd, self.out_limit, "stdout")
+        stderr, t2 = _read_output(err_fd, self.out_limit, "stderr")
+        os.close(out_fd)
+        os.close(err_fd)
         if timed_out:
             err = (
                 "TimeoutError",
@@ -494,7 +534,7 @@ class Worker:
             )
         else:
             err = _death_error(status, self.limits)
-        self._send_result(xid, t0, error=err)
+        self._send_result(xid, t0, error=err, stdout=_clean(stdout), stderr=_clean(stderr), truncated=t1 or t2)
 
     def _send_result(self, xid, t0, error=None, **fields) -> None:
         res = {"op": "result", "id": xid, "duration_s": time.perf_counter() - t0}
@@ -508,17 +548,14 @@ class Worker:
         me = os.getpid()
         _prctl(_PR_SET_CHILD_SUBREAPER, 1)
         self.forks = set()  # the parent's forks are not our children
-        # Capture what the code prints (Python level) and what its processes write (fd level).
-        out, err = _Capture(self.out_limit), _Capture(self.out_limit)
-        sys.stdout, sys.stderr = out, err
-        fd_out = fd_err = None
+        # The code's processes go into a group of their own, killed in one call afterwards.
+        home_pgid = os.getpgid(0)
         try:
-            fd_out = os.memfd_create("stdout", 0)
-            fd_err = os.memfd_create("stderr", 0)
-            os.dup2(fd_out, 1)
-            os.dup2(fd_err, 2)
-        except (AttributeError, OSError):
-            pass
+            os.setpgid(0, 0)
+        except OSError:
+            home_pgid = None
+        # fds 1 and 2 are memfds (see _spawn_standby); Python-level prints go there too.
+        sys.stdout, sys.stderr = _Capture(1, self.out_limit), _Capture(2, self.out_limit)
         linecache.cache[CODE_FILENAME] = (len(code), None, code.splitlines(True), CODE_FILENAME)
         result: dict = {}
         error = None
@@ -538,40 +575,32 @@ class Worker:
             error = (type(e).__name__, _safe_str(e), _format_tb(e))
         if os.getpid() != me:  # a process the code forked fell through to here
             os._exit(0)
-        self._kill_strays()
-        for fd, cap in ((fd_out, out), (fd_err, err)):
-            if fd is None:
-                continue
-            try:
-                size = os.fstat(fd).st_size
-                if size:
-                    os.lseek(fd, 0, os.SEEK_SET)
-                    data = os.read(fd, min(size, self.out_limit * 4 + 4))
-                    cap.write(data.decode("utf-8", "replace"))
-                    if size > len(data):
-                        cap.truncated = True
+        group = None
+        if home_pgid is not None:
+            try:  # leave our group, then kill everything still in it
+                os.setpgid(0, home_pgid)
+                group = me
             except OSError:
                 pass
-            finally:
-                os.close(fd)
-        truncated = False
-        for key, cap in (("stdout", out), ("stderr", err)):
-            text = _clean(cap.getvalue())
-            enc = text.encode()
-            if len(enc) > self.out_limit:
-                text = enc[: self.out_limit].decode("utf-8", "ignore")
-                cap.truncated = True
-            if cap.truncated:
-                truncated = True
-                text += f"\n[... {key} truncated at {self.out_limit} bytes ...]\n"
-            result[key] = text
+        self._kill_strays(group)
+        result["stdout"], t1 = _read_output(1, self.out_limit, "stdout")
+        result["stderr"], t2 = _read_output(2, self.out_limit, "stderr")
+        truncated = t1 or t2
+        for fd in (1, 2):  # free the memory; the next executor gets fresh memfds
+            try:
+                os.ftruncate(fd, 0)
+            except OSError:
+                pass
         result["truncated"] = truncated
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         self._refresh_if_cpu_spent()
         self._send_result(xid, t0, error=error, **result)
         # Commit: the old holder exits, this process holds the state from now on.
         # (After the reply, so the old holder's exit is off the critical path.)
-        os.write(commit_fd, b"c")
+        try:
+            os.write(commit_fd, b"c")
+        except OSError:  # the old holder is gone already (the code killed it)
+            pass
         os.close(commit_fd)
 
     def _refresh_if_cpu_spent(self) -> None:

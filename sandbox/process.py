@@ -61,7 +61,22 @@ def _sandbox_python() -> str:
     return os.path.realpath(sys.executable)
 
 
-def _bwrap_argv(scratch_mb: int, extra_ro: list[str]) -> list[str]:
+NOBODY = 65534
+
+
+def _host_user() -> dict[str, Any]:
+    """Popen arguments that start the launcher as nobody when we are root.
+
+    Run as root, bwrap maps the sandbox user onto host root, and the kernel
+    never applies RLIMIT_NPROC to root: a fork bomb would go unchecked. As
+    nobody, bwrap builds an unprivileged user namespace and the limit holds.
+    """
+    if os.geteuid() != 0:
+        return {}
+    return {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+
+
+def _bwrap_argv(scratch_mb: int, extra_ro: list[str], lib: str | None = None) -> list[str]:
     argv = [
         "bwrap",
         "--unshare-all",
@@ -89,7 +104,7 @@ def _bwrap_argv(scratch_mb: int, extra_ro: list[str]) -> list[str]:
         "--dir", f"{SANDBOX_DIR}/lib",
     ]  # fmt: skip
     for name in WORKER_FILES:
-        argv += ["--ro-bind", str(HERE / name), f"{SANDBOX_DIR}/lib/{name}"]
+        argv += ["--ro-bind", os.path.join(lib or str(HERE), name), f"{SANDBOX_DIR}/lib/{name}"]
     for key, value in {**SANDBOX_ENV, "HOME": "/scratch", "TMPDIR": "/scratch"}.items():
         argv += ["--setenv", key, value]
     argv += ["--chdir", "/"]
@@ -116,7 +131,7 @@ def probe_isolation() -> dict[str, tuple[bool, str]]:
         py = _sandbox_python()
         argv = _bwrap_argv(1, _extra_ro_paths(py))
         # the worker files are bound by _bwrap_argv; just check the interpreter starts
-        r = _run([*argv, py, "-c", "print(1)"])
+        r = _run([*argv, py, "-c", "print(1)"], **_host_user())
         out["bwrap"] = (r[0], r[1] or bwrap)
     unshare = shutil.which("unshare")
     if not unshare:
@@ -128,9 +143,11 @@ def probe_isolation() -> dict[str, tuple[bool, str]]:
     return out
 
 
-def _run(argv: list[str]) -> tuple[bool, str]:
+def _run(argv: list[str], **kw: Any) -> tuple[bool, str]:
     try:
-        p = subprocess.run(argv, capture_output=True, timeout=20, stdin=subprocess.DEVNULL, env=SANDBOX_ENV)
+        p = subprocess.run(
+            argv, capture_output=True, timeout=20, stdin=subprocess.DEVNULL, env=SANDBOX_ENV, cwd="/", **kw
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         return False, f"{type(e).__name__}: {e}"
     if p.returncode != 0:
@@ -167,6 +184,11 @@ class ProcessSandbox:
         self._tmp: str | None = tempfile.mkdtemp(prefix="tinyact-sandbox-")
         os.chmod(self._tmp, 0o755)
         self._log = open(os.path.join(self._tmp, "worker.log"), "wb")  # noqa: SIM115
+        lib = os.path.join(self._tmp, "lib")
+        os.mkdir(lib)
+        for name in WORKER_FILES:  # readable by uid 65534 wherever the package lives
+            shutil.copy(HERE / name, os.path.join(lib, name))
+        popen_user: dict[str, Any] = {}
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         life_r, life_w = os.pipe()
         self._lifeline = life_w
@@ -184,7 +206,8 @@ class ProcessSandbox:
             py = _sandbox_python()
             cfg["scratch_root"] = f"{SANDBOX_DIR}/scratch"
             cfg["scratch"] = "/scratch"
-            argv = [*_bwrap_argv(limits.scratch_mb, _extra_ro_paths(py)), py, "-E", "-s", "-B",
+            popen_user = _host_user()
+            argv = [*_bwrap_argv(limits.scratch_mb, _extra_ro_paths(py), lib), py, "-E", "-s", "-B",
                     f"{SANDBOX_DIR}/lib/_worker.py", json.dumps(cfg)]  # fmt: skip
         else:
             data = os.path.join(self._tmp, "data")
@@ -194,10 +217,6 @@ class ProcessSandbox:
             cfg["scratch_root"] = data
             cfg["scratch"] = os.path.join(self._tmp, "scratch")
             env.update(HOME=cfg["scratch"], TMPDIR=cfg["scratch"])
-            lib = os.path.join(self._tmp, "lib")
-            os.mkdir(lib)
-            for name in WORKER_FILES:  # readable by uid 65534 wherever the package lives
-                shutil.copy(HERE / name, os.path.join(lib, name))
             argv = [_sandbox_python(), "-E", "-s", "-B", os.path.join(lib, "_worker.py"), json.dumps(cfg)]
             if isolation == "unshare":
                 argv = [*_unshare_argv(), *argv]
@@ -211,6 +230,7 @@ class ProcessSandbox:
                 env=env,
                 cwd="/",
                 start_new_session=True,
+                **popen_user,
             )
         except OSError as e:
             child_sock.close()
