@@ -549,11 +549,14 @@ class Worker:
         _prctl(_PR_SET_CHILD_SUBREAPER, 1)
         self.forks = set()  # the parent's forks are not our children
         # The code's processes go into a group of their own, killed in one call afterwards.
-        home_pgid = os.getpgid(0)
-        try:
-            os.setpgid(0, 0)
-        except OSError:
+        home_pgid: int | None = os.getpgid(0)
+        if not home_pgid or home_pgid == me:  # a group we could not come back to
             home_pgid = None
+        else:
+            try:
+                os.setpgid(0, 0)
+            except OSError:
+                home_pgid = None
         # fds 1 and 2 are memfds (see _spawn_standby); Python-level prints go there too.
         sys.stdout, sys.stderr = _Capture(1, self.out_limit), _Capture(2, self.out_limit)
         linecache.cache[CODE_FILENAME] = (len(code), None, code.splitlines(True), CODE_FILENAME)
@@ -828,11 +831,12 @@ def main() -> None:
     _LOG_FD = os.dup(2)  # fd 2 itself is redirected per execute
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversize writes fail with EFBIG instead
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    if cfg["isolation"] == "none":
-        try:
-            os.setsid()
-        except OSError:
-            pass
+    # A session and process group of our own, visible in our pid namespace:
+    # executors leave it and come back to it (see _run_child).
+    try:
+        os.setsid()
+    except OSError:
+        pass
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     if cfg.get("die_with_parent"):
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

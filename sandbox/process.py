@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Literal
 
@@ -107,7 +108,7 @@ def _bwrap_argv(scratch_mb: int, extra_ro: list[str], lib: str | None = None) ->
         argv += ["--ro-bind", os.path.join(lib or str(HERE), name), f"{SANDBOX_DIR}/lib/{name}"]
     for key, value in {**SANDBOX_ENV, "HOME": "/scratch", "TMPDIR": "/scratch"}.items():
         argv += ["--setenv", key, value]
-    argv += ["--chdir", "/"]
+    argv += ["--remount-ro", "/", "--chdir", "/"]  # only the scratch tmpfs stays writable
     return argv
 
 
@@ -244,6 +245,7 @@ class ProcessSandbox:
         child_sock.close()
         os.close(life_r)
         self._first = Channel(parent_sock)
+        self._channels: weakref.WeakSet[Channel] = weakref.WeakSet([self._first])
 
     def start(self) -> tuple[Channel, dict[str, Any]]:
         """Wait for the worker's hello; the channel of the first session."""
@@ -293,8 +295,9 @@ class ProcessSandbox:
             for fd in fds:
                 os.close(fd)
             raise SandboxError(f"unexpected reply to fork: {msg}", code=SandboxErrorCode.PROTOCOL)
-        sock = socket.socket(fileno=fds[0])
-        return Channel(sock), {"pid": msg.get("pid")}
+        new = Channel(socket.socket(fileno=fds[0]))
+        self._channels.add(new)
+        return new, {"pid": msg.get("pid")}
 
     def acquire(self) -> None:
         with self._lock:
@@ -308,7 +311,16 @@ class ProcessSandbox:
             self.terminate()
 
     def terminate(self) -> None:
-        """End the whole sandbox: close the lifeline (init kills all) and kill the launcher."""
+        """End the whole sandbox: close the lifeline (init kills all) and kill the launcher.
+
+        Open sessions see the end of their channel at once (their next call
+        raises SandboxError WORKER_DIED), whatever the processes are still doing.
+        """
+        for chan in list(self._channels):
+            try:
+                chan.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._lifeline is not None:
             try:
                 os.close(self._lifeline)

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+import pytest
+
+from tinyact.tests.sandbox.backends import BACKENDS, open_backend
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def session(backend):
+    s = open_backend(backend)
+    yield s
+    s.close()

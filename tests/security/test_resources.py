@@ -1,0 +1,109 @@
+"""Resource exhaustion: each attack ends with a clear error in the ExecResult
+within its limit, the host is unaffected, and the session keeps its variables."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from tinyact.sandbox import Limits
+from tinyact.tests.sandbox.backends import open_backend
+
+LIMITS = Limits(memory_mb=256, cpu_s=2, timeout_s=3, processes=48, scratch_mb=64, file_size_mb=16, output_bytes=4096)
+
+# name -> (code, accepted error types or None for "no error", seconds allowed)
+ATTACKS = {
+    "infinite loop": ("while True:\n    pass", {"TimeoutError", "CPUTimeLimitError", "KilledError"}, 6),
+    "sleep forever": ("import time\ntime.sleep(10**9)", {"TimeoutError"}, 6),
+    "memory bomb": (
+        "def grab():\n    hog = []\n    while True:\n        hog.append(bytearray(10**7))\ngrab()",
+        {"MemoryError", "KilledError"},
+        6,
+    ),
+    "huge allocation": ("x = bytearray(8 * 1024**3)", {"MemoryError"}, 6),
+    "fork bomb": ("import os\nwhile True:\n    os.fork()", {"BlockingIOError", "TimeoutError"}, 8),
+    "shell fork bomb": (
+        "import subprocess\nsubprocess.run(['sh', '-c', 'b() { b | b & }; b'], timeout=2)",
+        {None, "TimeoutExpired", "TimeoutError", "BlockingIOError"},
+        8,
+    ),
+    "disk fill": (
+        "chunk = b'x' * 2**20\ni = 0\nwhile True:\n    with open(f'/scratch/fill{i}', 'wb') as f:\n"
+        "        for _ in range(8):\n            f.write(chunk)\n    i += 1",
+        {"OSError"},
+        6,
+    ),
+    "one huge file": ("f = open('/scratch/big', 'wb')\nwhile True:\n    f.write(b'x' * 2**20)", {"OSError"}, 6),
+    "giant print": ("print('y' * 10**7)", {None}, 6),
+    "endless print": ("while True:\n    print('z' * 1000)", {"TimeoutError", "CPUTimeLimitError", "KilledError"}, 6),
+    "deep recursion": ("def f(n):\n    return f(n + 1)\nf(0)", {"RecursionError"}, 6),
+    "unbounded recursion": (
+        "import sys\nsys.setrecursionlimit(10**8)\ndef f(n):\n    return f(n + 1)\nf(0)",
+        {"RecursionError", "CrashError", "MemoryError", "SystemError", "TimeoutError", "KilledError"},
+        6,
+    ),
+    "os._exit": ("import os\nos._exit(3)", {"ProcessExit"}, 3),
+    "sys.exit": ("import sys\nsys.exit(2)", {"SystemExit"}, 3),
+    "background process": ("import subprocess\nsubprocess.Popen(['sleep', '1000'])\nkeep_going = True", {None}, 3),
+}
+
+
+@pytest.fixture(scope="module", params=["process", pytest.param("docker", marks=pytest.mark.docker)])
+def box(request):
+    s = open_backend(request.param, limits=LIMITS)
+    yield s
+    s.close()
+
+
+def _host_processes() -> int:
+    return sum(1 for p in os.listdir("/proc") if p.isdigit())
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_attack_is_contained(box, attack):
+    code, accepted, budget = ATTACKS[attack]
+    before_procs = _host_processes()
+    s = box.fork()  # a fresh state per attack, made from the module's session
+    try:
+        s.execute("marker = 'still here'\nimport os")
+        t = time.monotonic()
+        r = s.execute(code)
+        elapsed = time.monotonic() - t
+        err = r.error.type if r.error else None
+        assert err in accepted, f"{attack}: {r.error}"
+        if r.error:
+            assert r.error.message or r.error.type in {"MemoryError"}
+        assert elapsed < budget, f"{attack} took {elapsed:.1f} s"
+        if attack in ("giant print", "endless print"):
+            assert r.truncated and "truncated at 4096 bytes" in r.stdout
+        # the session still works and kept its variables
+        after = s.execute("marker")
+        assert after.ok and after.value == "'still here'", after
+        # nothing the code started is left running
+        if attack in ("background process", "shell fork bomb", "fork bomb"):
+            left = s.execute(
+                "import os\n[p for p in os.listdir('/proc') if p.isdigit() and "
+                "open(f'/proc/{p}/cmdline','rb').read().startswith((b'sleep', b'sh'))]"
+            )
+            assert left.value == "[]", left
+    finally:
+        s.close()
+    assert _host_processes() < before_procs + 20  # the host is unaffected
+
+
+def test_timeout_is_enforced_from_outside_even_with_signals_blocked(box):
+    s = box.fork()
+    try:
+        s.execute("v = 1")
+        t = time.monotonic()
+        r = s.execute(
+            "import signal, time\nfor sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):\n"
+            "    signal.signal(sig, signal.SIG_IGN)\nv = 2\ntime.sleep(100)",
+            timeout=1,
+        )
+        assert r.error.type == "TimeoutError" and time.monotonic() - t < 3
+        assert s.execute("v").value == "1"
+    finally:
+        s.close()
