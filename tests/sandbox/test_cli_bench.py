@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from tinyact.sandbox.cli import app
+from tinyact.cli import app
 
 
 def test_doctor_reports_isolation_and_checks():
-    r = CliRunner().invoke(app, ["doctor"])
+    r = CliRunner().invoke(app, ["sandbox", "doctor"])
     assert r.exit_code == 0, r.output
     assert "chosen isolation" in r.output and "bwrap" in r.output
     assert "seccomp: inet sockets denied" in r.output
