@@ -63,6 +63,12 @@ class Embedder:
                 "dense retrieval needs sentence-transformers: pip install 'tinyact[retrieval]'"
             ) from e
         try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # "Loading weights" bars on every load
+        except ImportError:  # pragma: no cover
+            pass
+        try:
             self._model: Any = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
         except Exception as e:  # sentence-transformers raises many kinds
             raise RetrievalError(f"cannot load embedding model from {self.path}: {e}") from e

@@ -78,7 +78,7 @@ def build_index(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        manifest = _build_into(tmp, corpus, config, format, on_error, faiss_index)
+        manifest, embedder = _build_into(tmp, corpus, config, format, on_error, faiss_index)
         manifest["build_seconds"] = round(time.perf_counter() - started, 3)
         _write_json(tmp / MANIFEST, manifest)  # last: a folder without it is not an index
         if out.exists():
@@ -91,7 +91,9 @@ def build_index(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return Index.load(out)
+    index = Index.load(out)
+    index._embedder = embedder  # already loaded: spare the first query a second load
+    return index
 
 
 def _config(config: RetrievalConfig | None, **overrides: Any) -> RetrievalConfig:
@@ -119,7 +121,7 @@ def _build_into(
     format: CorpusFormat,
     on_error: OnError,
     faiss_index: str | Path | None,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Embedder | None]:
     docs, sources = _documents(corpus, format, on_error)
     writer = StoreWriter(folder)
     with warnings.catch_warnings(record=True) as caught:
@@ -147,9 +149,10 @@ def _build_into(
         "bm25": None,
         "config": dataclasses.asdict(config),
     }
+    embedder = None
     try:
         if config.uses_dense:
-            manifest["model"], manifest["dense"] = _build_dense(folder, store, config, faiss_index)
+            manifest["model"], manifest["dense"], embedder = _build_dense(folder, store, config, faiss_index)
         elif faiss_index is not None:
             raise ConfigError("faiss_index: only used with backend dense or hybrid")
         if config.uses_bm25:
@@ -157,12 +160,12 @@ def _build_into(
             manifest["bm25"] = {"dir": bm25.BM25_DIR, "documents": count, "k1": config.bm25_k1, "b": config.bm25_b}
     finally:
         store.close()
-    return manifest
+    return manifest, embedder
 
 
 def _build_dense(
     folder: Path, store: DocStore, config: RetrievalConfig, faiss_index: str | Path | None
-) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+) -> tuple[dict[str, Any], dict[str, Any], Embedder | None]:
     n = len(store)
     if faiss_index is not None:
         index = dense.load(Path(faiss_index), mmap=False)
@@ -171,7 +174,7 @@ def _build_dense(
         shutil.copyfile(faiss_index, folder / dense.FAISS_FILE)
         model = _model_entry(config, dim=index.d, load=False)
         return model, {"file": dense.FAISS_FILE, "kind": type(index).__name__, "vectors": n,
-                       "dim": index.d, "adopted_from": str(faiss_index)}
+                       "dim": index.d, "adopted_from": str(faiss_index)}, None
     embedder = _embedder(config)
     kind = dense.choose_kind(n, config)
     builder = dense.DenseBuilder(kind, embedder.dim, n, config)
@@ -182,7 +185,7 @@ def _build_dense(
     builder.finish(folder / dense.FAISS_FILE)
     return _model_entry(config, embedder=embedder), {
         "file": dense.FAISS_FILE, "kind": kind, "vectors": n, "dim": embedder.dim, "adopted_from": None,
-    }
+    }, embedder
 
 
 def _embedder(config: RetrievalConfig) -> Embedder:

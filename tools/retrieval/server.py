@@ -6,8 +6,8 @@ Response: {"result": [[{"document": {"id", "contents"}, "score": float}, ...], .
 `GET /health` says what is served.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI must see the request model
+# defined inside create_app as a real class, not as a string it cannot resolve.
 from typing import Any
 
 from tinyact.errors import ConfigError
