@@ -62,3 +62,11 @@ bench: setup-test
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The docker sandbox image, built offline: debootstrap a minimal Debian with
+# python3 from this machine's apt mirror, then `docker import` (needs root and
+# a running Docker engine; see README "Sandbox").
+DOCKER_IMAGE ?= tinyact-sandbox:latest
+.PHONY: docker-image
+docker-image:
+	bash sandbox/build_image.sh $(DOCKER_IMAGE)

@@ -806,8 +806,8 @@ def _init_loop(lifeline: int, holder: int, isolation: str) -> None:
             _debug("init: no children left")
             break
     _debug("init: exiting")
-    if isolation == "none":
-        # No pid namespace: end our process group (we made it with setsid).
+    if isolation in ("none", "docker"):
+        # No pid namespace of our own: end our session's group (we made it with setsid).
         try:
             os.killpg(0, signal.SIGKILL)
         except OSError:
@@ -816,7 +816,11 @@ def _init_loop(lifeline: int, holder: int, isolation: str) -> None:
 
 
 def main() -> None:
-    cfg = json.loads(sys.argv[1])
+    run(json.loads(sys.argv[1]))
+
+
+def run(cfg: dict) -> None:
+    """Start init and the first holder on the channel fd named in `cfg`."""
     chan_fd = int(cfg["channel_fd"])
     lifeline = int(cfg["lifeline_fd"])
     sys.stdin = open(os.devnull)  # noqa: SIM115
@@ -850,7 +854,8 @@ def main() -> None:
     chan = Channel(sock)
     checks: dict = {}
     try:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        if "_seccomp" not in sys.modules:
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import _seccomp  # before dropping privileges: the file may not be readable after
 
         if cfg.get("drop_privileges", True):
@@ -883,6 +888,119 @@ def main() -> None:
         }
     )
     worker.serve()
+
+
+# --------------------------------------------------------------------------- docker: one stream, many sessions
+
+_MUX_HDR = struct.Struct(">II")  # session id (0: control), payload length
+
+
+def mux_main(cfg: dict) -> None:
+    """Entry point inside a container: stdin/stdout are one `docker exec` stream.
+
+    This process (the mux) starts init and the first holder like `run`, then
+    relays bytes between the stream and each session's AF_UNIX socket, every
+    frame tagged with a session id. Forks hand their new socket to the mux
+    (SCM_RIGHTS, as they hand it to the host in the process backend); the mux
+    gives it a new id and announces it on the control id 0. When the stream
+    ends (the host closed it, or died), the mux kills every process it can.
+    """
+    rfd, wfd = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1):
+        os.dup2(null, fd)
+    os.close(null)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    life_r, life_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rfd)
+        os.close(wfd)
+        os.close(life_w)
+        a.close()
+        cfg = dict(cfg, channel_fd=b.fileno(), lifeline_fd=life_r)
+        b.set_inheritable(True)
+        run(cfg)
+        os._exit(0)
+    b.close()
+    os.close(life_r)
+    try:
+        _Mux(rfd, wfd, a).loop()
+    finally:
+        try:
+            os.kill(-1, signal.SIGKILL)  # everything of our uid in the container but us
+        finally:
+            os._exit(0)
+
+
+class _Mux:
+    def __init__(self, rfd: int, wfd: int, first: socket.socket) -> None:
+        self.rfd, self.wfd = rfd, wfd
+        self.socks: dict[int, socket.socket] = {1: first}
+        self.next_sid = 2
+        self.inbuf = bytearray()
+
+    def send(self, sid: int, payload: bytes) -> None:
+        _write_all(self.wfd, _MUX_HDR.pack(sid, len(payload)) + payload)
+
+    def control(self, msg: dict) -> None:
+        self.send(0, json.dumps(msg).encode())
+
+    def drop(self, sid: int) -> None:
+        sock = self.socks.pop(sid, None)
+        if sock is not None:
+            sock.close()
+            self.control({"op": "eof", "sid": sid})
+
+    def loop(self) -> None:
+        while True:
+            by_fd = {sock.fileno(): sid for sid, sock in self.socks.items()}
+            ready, _, _ = select.select([self.rfd, *by_fd], [], [])
+            if self.rfd in ready:
+                chunk = os.read(self.rfd, 1 << 16)
+                if not chunk:
+                    return
+                self.inbuf += chunk
+                self._dispatch()
+            for fd in ready:
+                sid = by_fd.get(fd)
+                if sid is None or sid not in self.socks:
+                    continue
+                try:
+                    data, fds, _, _ = socket.recv_fds(self.socks[sid], 1 << 16, 4)
+                except OSError:
+                    data, fds = b"", []
+                for new_fd in fds:
+                    new_sid = self.next_sid
+                    self.next_sid += 1
+                    self.socks[new_sid] = socket.socket(fileno=new_fd)
+                    self.control({"op": "newsid", "parent": sid, "sid": new_sid})
+                if not data:
+                    self.drop(sid)
+                else:
+                    self.send(sid, data)
+
+    def _dispatch(self) -> None:
+        while len(self.inbuf) >= _MUX_HDR.size:
+            sid, n = _MUX_HDR.unpack_from(self.inbuf)
+            if len(self.inbuf) < _MUX_HDR.size + n:
+                return
+            payload = bytes(self.inbuf[_MUX_HDR.size : _MUX_HDR.size + n])
+            del self.inbuf[: _MUX_HDR.size + n]
+            if sid == 0:
+                msg = json.loads(payload)
+                if msg.get("op") == "close":
+                    sock = self.socks.pop(int(msg.get("sid", -1)), None)
+                    if sock is not None:
+                        sock.close()
+                continue
+            sock = self.socks.get(sid)
+            if sock is not None:
+                try:
+                    sock.sendall(payload)
+                except OSError:
+                    self.drop(sid)
 
 
 if __name__ == "__main__":

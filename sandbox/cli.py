@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import typer
 
@@ -23,9 +25,9 @@ line('seccomp: ptrace/mount/unshare denied', libc.ptrace(16, 1, 0, 0) == -1 and 
 lim = {n: resource.getrlimit(getattr(resource, 'RLIMIT_' + n))[1] for n in ('AS', 'CPU', 'FSIZE', 'NOFILE', 'NPROC')}
 line('rlimits set', all(v != resource.RLIM_INFINITY for v in lim.values()), ', '.join(f'{k}={v}' for k, v in lim.items()))
 line('unprivileged user', os.getuid() != 0, f'uid {os.getuid()}')
-line('host files hidden', not any(os.path.exists(p) for p in ('/root', '/home', '/work', '/etc/passwd')))
+line('host files hidden', not any(os.path.exists(p) for p in HOST_PATHS), ', '.join(HOST_PATHS))
 line('no host environment', set(os.environ) <= {'PATH', 'LANG', 'LC_ALL', 'PYTHONDONTWRITEBYTECODE',
-     'PYTHONIOENCODING', 'HOME', 'TMPDIR', 'PWD'}, ','.join(sorted(os.environ)))
+     'PYTHONIOENCODING', 'HOME', 'TMPDIR', 'PWD', 'HOSTNAME'}, ','.join(sorted(os.environ)))
 """
 
 
@@ -71,7 +73,8 @@ def doctor(
         with open_session(backend=backend, allow_unsafe=True) as s:  # type: ignore[arg-type]
             started = time.perf_counter() - t
             table.add_row("session starts", mark[True], f"{started * 1e3:.0f} ms, {s.isolation}, python {s.info.get('python')}")
-            r = s.execute(_CHECKS)
+            host_paths = [str(Path(__file__).resolve().parent), str(Path(sys.executable).resolve())]
+            r = s.execute(f"HOST_PATHS = {host_paths!r}\n" + _CHECKS)
             for row in r.stdout.splitlines():
                 name, result, detail = (row.split("\t") + ["", ""])[:3]
                 table.add_row(name, mark[result == "ok"], detail)
