@@ -1,0 +1,137 @@
+"""When the host process dies (SIGKILL, no cleanup code runs), the sandbox goes too."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tinyact.tests.sandbox.backends import docker_skip_reason
+
+HOST = r"""
+import sys, time
+from tinyact.sandbox import open_session
+kw = {"isolation": sys.argv[2], "allow_unsafe": True} if sys.argv[1] == "process" else {}
+s = open_session(backend=sys.argv[1], **kw)
+f = s.fork()  # a fork too: it must not outlive the host either
+s.execute("x = 1")
+box = s._sandbox
+ident = box.container.id if sys.argv[1] == "docker" else str(box.proc.pid)
+print(ident, flush=True)
+time.sleep(600)
+"""
+
+
+def _wait_until(pred, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.2)
+    return pred()
+
+
+def _start_host(backend: str, isolation: str = "auto") -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-c", HOST, backend, isolation], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
+    line = proc.stdout.readline().strip()
+    assert line, "the host process did not start a session"
+    return proc, line
+
+
+def _sandbox_pids(launcher: int) -> set[int]:
+    """The launcher and every process below it (bwrap, init, holders, executors)."""
+    found = {launcher}
+    changed = True
+    while changed:
+        changed = False
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) in found:
+                continue
+            try:
+                with open(f"/proc/{name}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid in found:
+                found.add(int(name))
+                changed = True
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("isolation", ["bwrap", "unshare", "none"])
+def test_process_sandbox_dies_with_its_host(isolation):
+    from tinyact.sandbox.process import probe_isolation
+
+    if not probe_isolation()[isolation][0]:
+        pytest.skip(f"{isolation} does not work here")
+    proc, launcher = _start_host("process", isolation)
+    pids = _sandbox_pids(int(launcher))
+    assert len(pids) >= 4  # launcher, init, holder(s), standby executors
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _wait_until(lambda: not any(_alive(p) for p in pids), 10), [p for p in pids if _alive(p)]
+
+
+@pytest.mark.docker
+def test_docker_container_is_removed_after_host_crash():
+    reason = docker_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    import docker
+
+    client = docker.from_env()
+    proc, cid = _start_host("docker")
+    assert client.containers.get(cid).status == "running"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    def gone() -> bool:
+        try:
+            client.containers.get(cid)
+            return False
+        except docker.errors.NotFound:
+            return True
+
+    assert _wait_until(gone, 20)
+    client.close()
+
+
+@pytest.mark.docker
+def test_docker_orphans_are_swept():
+    reason = docker_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    import docker
+
+    from tinyact.sandbox.docker import DEFAULT_IMAGE, LABEL, sweep_orphans
+
+    client = docker.from_env()
+    # A container left by a host process that no longer exists (pid 0x7fffffff never does).
+    c = client.containers.run(
+        DEFAULT_IMAGE, ["sleep", "infinity"], detach=True, init=True, network_mode="none",
+        labels={LABEL: "1", "tinyact.owner_host": os.uname().nodename, "tinyact.owner_pid": "2147483647"},
+    )  # fmt: skip
+    try:
+        assert sweep_orphans(client) >= 1
+        with pytest.raises(docker.errors.NotFound):
+            client.containers.get(c.id)
+    finally:
+        try:
+            c.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        client.close()
