@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -115,8 +116,13 @@ class Agent:
         prefix: str | None = None,
         thread_id: str | None = None,
         approve: Approver | None = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[Step | AgentResult]:
-        """Yield each ``Step`` as it is observed, then the ``AgentResult`` last."""
+        """Yield each ``Step`` as it is observed, then the ``AgentResult`` last.
+
+        ``cancel``: an event another thread may set to stop the run; call
+        ``agent.sessions.close(thread_id)`` too to kill code that is running.
+        """
         from langgraph.types import Command
 
         if not isinstance(task, str) or not task.strip():
@@ -125,7 +131,7 @@ class Agent:
             raise ConfigError("approve_code=True needs an approve= callback (or use .graph with interrupts)")
         thread_id = thread_id or uuid.uuid4().hex
         cfg = {"configurable": {"thread_id": thread_id}, "recursion_limit": 4 * self.config.max_steps + 10}
-        ctx = AgentContext(self.engine, self.sessions, self.config, self.system_prompt)
+        ctx = AgentContext(self.engine, self.sessions, self.config, self.system_prompt, cancel=cancel)
         started = time.time()
         snapshot = self.graph.get_state(cfg) if self.checkpointer is not None else None
         if snapshot is not None and snapshot.values and not snapshot.next:

@@ -10,6 +10,7 @@ from tinyact.agents.nodes import (
     AgentContext,
     after_observe,
     after_propose,
+    after_select,
     finish,
     observe,
     prepare,
@@ -37,7 +38,7 @@ def build_graph(checkpointer: Any = None) -> Any:
     builder.add_edge(START, "prepare")
     builder.add_edge("prepare", "propose")
     builder.add_conditional_edges("propose", after_propose, ["select", "finish"])
-    builder.add_edge("select", "observe")
+    builder.add_conditional_edges("select", after_select, ["observe", "finish"])
     builder.add_conditional_edges("observe", after_observe, ["propose", "finish"])
     builder.add_edge("finish", END)
     return builder.compile(checkpointer=checkpointer)

@@ -9,6 +9,7 @@ the session registry, the configuration. Nothing here keeps state of its own.
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from tinyact.agents.parsing import parse_action
 from tinyact.agents.prompts import FINAL_ANSWER_PROMPT
 from tinyact.agents.registry import SessionRegistry
 from tinyact.agents.state import AgentState
+from tinyact.errors import SandboxError
 from tinyact.serve.engines.base import Engine
 from tinyact.types import Completion, Message, SamplingParams, Step, Usage
 
@@ -31,6 +33,7 @@ __all__ = [
     "AgentContext",
     "after_observe",
     "after_propose",
+    "after_select",
     "finish",
     "observe",
     "prepare",
@@ -48,7 +51,13 @@ class AgentContext:
     sessions: SessionRegistry
     config: AgentConfig
     system_prompt: str
+    cancel: threading.Event | None = None
+    """Set it (from any thread) to end the run with reason "cancelled" at the next node."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
 
 
 def task_message(task: str) -> str:
@@ -59,7 +68,9 @@ def _usage(state: AgentState) -> Usage:
     return Usage.model_validate(state.get("usage") or {})
 
 
-def _over_budget(state: AgentState, config: AgentConfig) -> str | None:
+def _over_budget(state: AgentState, config: AgentConfig, ctx: AgentContext | None = None) -> str | None:
+    if ctx is not None and ctx.cancelled:
+        return "cancelled"
     if config.time_budget is not None and time.time() - state["started_at"] >= config.time_budget:
         return "time_budget"
     if config.token_budget is not None and _usage(state).total_tokens >= config.token_budget:
@@ -89,7 +100,7 @@ def prepare(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
 
 def propose(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     ctx = runtime.context
-    reason = _over_budget(state, ctx.config)
+    reason = _over_budget(state, ctx.config, ctx)
     if reason is not None:
         return {"end_reason": reason, "proposals": []}
     index = len(state.get("steps") or [])
@@ -115,7 +126,13 @@ def select(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
                 completions[0] = completions[0].model_copy(update={"text": _replace_code(completions[0].text, edited)})
             elif approval == "rejected":
                 return {"pending": {"index": 0, "approval": "rejected", "candidates": [], "result": None}}
-    outcome = select_candidates(session, completions, timeout=ctx.config.exec_timeout, parallel=ctx.config.parallel)
+    try:
+        outcome = select_candidates(session, completions, timeout=ctx.config.exec_timeout, parallel=ctx.config.parallel)
+    except SandboxError:
+        if not ctx.cancelled:
+            raise
+        # Cancelled from outside while the code ran: its sandbox was killed.
+        return {"pending": None, "end_reason": "cancelled"}
     if outcome.session is not session:
         ctx.sessions.replace(state["run_id"], outcome.session)
     return {
@@ -194,7 +211,7 @@ def observe(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         update["end_reason"] = "max_steps"
     else:
         probe = {**state, "usage": usage.model_dump()}
-        update["end_reason"] = _over_budget(probe, ctx.config)  # type: ignore[arg-type]
+        update["end_reason"] = _over_budget(probe, ctx.config, ctx)  # type: ignore[arg-type]
     return update
 
 
@@ -229,6 +246,10 @@ def finish(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
 
 def after_propose(state: AgentState) -> Literal["select", "finish"]:
     return "finish" if state.get("end_reason") else "select"
+
+
+def after_select(state: AgentState) -> Literal["observe", "finish"]:
+    return "finish" if state.get("end_reason") == "cancelled" else "observe"
 
 
 def after_observe(state: AgentState) -> Literal["propose", "finish"]:

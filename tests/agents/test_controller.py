@@ -173,3 +173,27 @@ def test_bad_config_is_a_clear_error():
         make([], samples=4, temperature=0)
     with pytest.raises(ConfigError, match="task must be a non-empty string"):
         make([])[0].run("  ")
+
+
+def test_cancel_kills_running_code_and_ends_with_cancelled():
+    import threading
+
+    agent, _ = make([act("import time\ntime.sleep(30)"), act("final_answer(1)")], exec_timeout=60)
+    cancel = threading.Event()
+    started = []
+
+    def stop_soon():
+        import time
+
+        while not agent.sessions._sessions:
+            time.sleep(0.01)
+        started.append(True)
+        time.sleep(0.5)
+        cancel.set()
+        for run_id in list(agent.sessions._sessions):
+            agent.sessions.close(run_id)
+
+    threading.Thread(target=stop_soon, daemon=True).start()
+    items = list(agent.stream("task", cancel=cancel))
+    result = items[-1]
+    assert started and result.end_reason == "cancelled" and result.trajectory.seconds < 20
