@@ -47,6 +47,7 @@ import time
 import traceback
 
 SCRATCH_FD = 3
+TAIL_DELAY_S = 0.005
 CODE_FILENAME = "<code>"
 _HDR = struct.Struct(">I")
 _PR_SET_PDEATHSIG = 1
@@ -226,6 +227,7 @@ class Worker:
         for name in cfg.get("tools", []):
             self.globals[name] = self._make_tool(name)
         self.exec_count = 0
+        self.pending_commit: int | None = None
         # (pid, go pipe, commit pipe, pidfd, stdout memfd, stderr memfd) of the
         # pre-forked next executor
         self.standby: tuple | None = None
@@ -281,7 +283,15 @@ class Worker:
 
     def _serve(self) -> None:
         while True:
-            self._spawn_standby()
+            if self.pending_commit is not None or self.standby is None:
+                # The tail of an execute (the old holder's exit, the next
+                # standby's fork) waits a moment, so that it does not compete
+                # for the CPU with the host reading the reply; it starts at
+                # once when the next request comes in.
+                if not self.chan.buf:
+                    select.select([self.chan.sock], [], [], TAIL_DELAY_S)
+                self._commit()
+                self._spawn_standby()
             try:
                 msg = self.chan.recv()
             except (OSError, ValueError) as e:
@@ -302,40 +312,61 @@ class Worker:
 
     # fork ----------------------------------------------------------------
     def do_fork(self, msg: dict) -> None:
+        """Fork `n` independent sessions; their channels go back in one message."""
         self._reap()
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.fork_count += 1
-        tag = f"f{os.getpid()}-{self.fork_count}"
-        try:
-            pid = os.fork()
-        except OSError as e:
-            a.close()
-            b.close()
-            self.chan.send({"op": "forked", "id": msg.get("id"), "error": f"fork failed: {e}"})
-            return
-        if pid == 0:
+        n = max(1, min(int(msg.get("n") or 1), 64))
+        ends: list[socket.socket] = []
+        pids: list[int] = []
+        error = None
+        for _ in range(n):
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.fork_count += 1
+            tag = f"f{os.getpid()}-{self.fork_count}"
             try:
+                pid = os.fork()
+            except OSError as e:
                 a.close()
-                self._drop_standby()
-                self.chan.sock.close()
-                self.chan = Channel(b)
-                self.forks = set()
-                self._new_scratch(tag)
-                _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-            except BaseException:
-                os._exit(4)
-            raise _Switch(None)
-        b.close()
-        self.forks.add(pid)
-        self.chan.send({"op": "forked", "id": msg.get("id"), "pid": pid}, fds=[a.fileno()])
-        a.close()
+                b.close()
+                error = f"fork failed: {e}"
+                break
+            if pid == 0:
+                try:
+                    for end in (*ends, a):
+                        end.close()
+                    self._drop_standby()
+                    if self.pending_commit is not None:  # the parent's to make, not ours
+                        os.close(self.pending_commit)
+                        self.pending_commit = None
+                    self.chan.sock.close()
+                    self.chan = Channel(b)
+                    self.forks = set()
+                    self._new_scratch(tag)
+                    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+                except BaseException:
+                    os._exit(4)
+                raise _Switch(None)
+            b.close()
+            self.forks.add(pid)
+            ends.append(a)
+            pids.append(pid)
+        if not ends:
+            self.chan.send({"op": "forked", "id": msg.get("id"), "error": error})
+            return
+        self.chan.send({"op": "forked", "id": msg.get("id"), "pids": pids}, fds=[e.fileno() for e in ends])
+        for end in ends:
+            end.close()
 
     def _new_scratch(self, tag: str) -> None:
         """Give this process its own copy of the scratch directory on fd 3."""
         new = os.path.join(self.scratch_root, tag)
         src = f"/proc/self/fd/{SCRATCH_FD}"
         try:
-            shutil.copytree(src, new, symlinks=True)
+            with os.scandir(src) as it:
+                empty = next(it, None) is None
+            if empty:
+                os.mkdir(new)
+            else:
+                shutil.copytree(src, new, symlinks=True)
         except (OSError, shutil.Error):
             os.makedirs(new, exist_ok=True)
         fd = os.open(new, os.O_RDONLY | os.O_DIRECTORY)
@@ -541,7 +572,10 @@ class Worker:
         if error is not None:
             res["error"] = {"type": error[0], "message": _clean(error[1]), "traceback": _clean(error[2])}
         res.update(fields)
-        self.chan.send(res)
+        try:
+            self.chan.send(res)
+        except OSError:
+            os._exit(0)  # the host closed this session meanwhile
 
     def _run_child(self, msg: dict, commit_fd: int) -> None:
         xid, code, t0 = msg.get("id"), msg.get("code", ""), msg["t0"]
@@ -598,13 +632,19 @@ class Worker:
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
         self._refresh_if_cpu_spent()
         self._send_result(xid, t0, error=error, **result)
-        # Commit: the old holder exits, this process holds the state from now on.
-        # (After the reply, so the old holder's exit is off the critical path.)
+        # Commit later (see _serve): the old holder exits then.
+        self.pending_commit = commit_fd
+
+    def _commit(self) -> None:
+        """The old holder exits; this process holds the state from now on."""
+        fd, self.pending_commit = self.pending_commit, None
+        if fd is None:
+            return
         try:
-            os.write(commit_fd, b"c")
+            os.write(fd, b"c")
         except OSError:  # the old holder is gone already (the code killed it)
             pass
-        os.close(commit_fd)
+        os.close(fd)
 
     def _refresh_if_cpu_spent(self) -> None:
         """RLIMIT_CPU counts per process: a holder that ran a long execute could
@@ -968,7 +1008,7 @@ class _Mux:
                 if sid is None or sid not in self.socks:
                     continue
                 try:
-                    data, fds, _, _ = socket.recv_fds(self.socks[sid], 1 << 16, 4)
+                    data, fds, _, _ = socket.recv_fds(self.socks[sid], 1 << 16, 64)
                 except OSError:
                     data, fds = b"", []
                 for new_fd in fds:

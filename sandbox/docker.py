@@ -363,16 +363,20 @@ class DockerSandbox:
         self._refs = 1
         return chan, msg
 
-    def accept_fork(self, chan: _MuxChannel, deadline: float) -> tuple[_MuxChannel, dict[str, Any]]:
+    def accept_fork(self, chan: _MuxChannel, deadline: float, n: int) -> list[tuple[_MuxChannel, dict[str, Any]]]:
         msg, _ = chan.recv(deadline)
-        if msg.get("op") != "forked" or msg.get("error"):
+        pids = msg.get("pids") or []
+        if msg.get("op") != "forked" or not pids:
             raise SandboxError(f"fork failed in the sandbox: {msg.get('error', msg)}", code=SandboxErrorCode.PROTOCOL)
-        left = max(0.0, deadline - time.monotonic())
-        try:
-            sid = chan.new_sids.get(timeout=left)
-        except queue.Empty:
-            raise TimeoutError from None
-        return self.channels[sid], {"pid": msg.get("pid")}
+        out = []
+        for pid in pids:
+            left = max(0.0, deadline - time.monotonic())
+            try:
+                sid = chan.new_sids.get(timeout=left)
+            except queue.Empty:
+                raise TimeoutError from None
+            out.append((self.channels[sid], {"pid": pid}))
+        return out
 
     def acquire(self) -> None:
         with self._lock:

@@ -287,17 +287,21 @@ class ProcessSandbox:
         except OSError:
             return ""
 
-    def accept_fork(self, chan: Channel, deadline: float) -> tuple[Channel, dict[str, Any]]:
+    def accept_fork(self, chan: Channel, deadline: float, n: int) -> list[tuple[Channel, dict[str, Any]]]:
         msg, fds = chan.recv(deadline, want_fds=True)
-        if msg.get("op") == "forked" and msg.get("error"):
+        if msg.get("op") == "forked" and msg.get("error") and not fds:
             raise SandboxError(f"fork failed in the sandbox: {msg['error']}", code=SandboxErrorCode.PROTOCOL)
-        if msg.get("op") != "forked" or len(fds) != 1:
+        pids = msg.get("pids") or []
+        if msg.get("op") != "forked" or not fds or len(fds) != len(pids):
             for fd in fds:
                 os.close(fd)
             raise SandboxError(f"unexpected reply to fork: {msg}", code=SandboxErrorCode.PROTOCOL)
-        new = Channel(socket.socket(fileno=fds[0]))
-        self._channels.add(new)
-        return new, {"pid": msg.get("pid")}
+        out = []
+        for fd, pid in zip(fds, pids):
+            new = Channel(socket.socket(fileno=fd))
+            self._channels.add(new)
+            out.append((new, {"pid": pid}))
+        return out
 
     def acquire(self) -> None:
         with self._lock:

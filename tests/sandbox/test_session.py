@@ -230,3 +230,18 @@ def test_bad_arguments():
         open_session(tools={"not a name": print})
     with pytest.raises(SandboxError, match="unknown sandbox backend"):
         open_session(backend="vm")  # type: ignore[arg-type]
+
+
+def test_fork_many_gives_independent_sessions(session):
+    session.execute("n = 10")
+    forks = session.fork_many(4)
+    try:
+        for i, f in enumerate(forks):
+            f.execute(f"n += {i}\nopen('mine', 'w').write('{i}')")
+        assert [f.execute("n, open('mine').read()").value for f in forks] == [f"({10 + i}, '{i}')" for i in range(4)]
+        assert session.execute("import os; n, os.path.exists('mine')").value == "(10, False)"
+    finally:
+        for f in forks:
+            f.close()
+    with pytest.raises(ValueError):
+        session.fork_many(0)

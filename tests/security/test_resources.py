@@ -41,7 +41,7 @@ ATTACKS = {
     "deep recursion": ("def f(n):\n    return f(n + 1)\nf(0)", {"RecursionError"}, 6),
     "unbounded recursion": (
         "import sys\nsys.setrecursionlimit(10**8)\ndef f(n):\n    return f(n + 1)\nf(0)",
-        {"RecursionError", "CrashError", "MemoryError", "SystemError", "TimeoutError", "KilledError"},
+        {"RecursionError", "CrashError", "MemoryError", "SystemError", "TimeoutError", "KilledError", "CPUTimeLimitError"},
         6,
     ),
     "os._exit": ("import os\nos._exit(3)", {"ProcessExit"}, 3),
