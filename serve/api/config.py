@@ -1,0 +1,72 @@
+"""ServerConfig: every knob of the agent API server, validated once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from tinyact.errors import ConfigError
+
+__all__ = ["ServerConfig", "read_api_keys"]
+
+
+@dataclass
+class ServerConfig:
+    db: str = ":memory:"
+    """SQLite file holding the runs table and the LangGraph checkpoints."""
+    api_keys: tuple[str, ...] = ()
+    """Accepted bearer keys; none means loopback clients only (with a warning)."""
+    max_active_per_key: int = 4
+    """Runs of one key executing at once."""
+    max_queued_per_key: int = 16
+    """Runs of one key waiting for a slot; beyond it requests get 429."""
+    max_body_bytes: int = 1_000_000
+    """Largest request body; larger ones get 413."""
+    default_max_steps: int = 5
+    max_steps_limit: int = 20
+    """Requests asking for more steps get 422."""
+    default_samples: int = 1
+    max_samples: int = 8
+    """Requests asking for more samples get 422."""
+    run_timeout: float = 300.0
+    """Wall-clock seconds per run (its time budget)."""
+    exec_timeout: float = 10.0
+    """Seconds one code action may run."""
+    on_restart: Literal["interrupt", "resume"] = "interrupt"
+    """What happens at start-up to runs a previous process left unfinished."""
+    sandbox: str = "auto"
+    """auto | process | docker: one sandbox per run, closed when the run ends."""
+    retry_after: int = 2
+    """Seconds suggested by ``Retry-After`` on 429."""
+    agent_options: dict = field(default_factory=dict)
+    """Other ``AgentConfig`` fields for every run (prompt, max_tokens, ...)."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_active_per_key", "max_body_bytes", "default_max_steps", "max_steps_limit",
+                     "default_samples", "max_samples", "retry_after"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_queued_per_key < 0:
+            raise ConfigError(f"max_queued_per_key must be >= 0, got {self.max_queued_per_key}")
+        if self.run_timeout <= 0 or self.exec_timeout <= 0:
+            raise ConfigError("run_timeout and exec_timeout must be > 0")
+        if self.on_restart not in ("interrupt", "resume"):
+            raise ConfigError(f"on_restart must be interrupt or resume, got {self.on_restart!r}")
+        self.default_max_steps = min(self.default_max_steps, self.max_steps_limit)
+        self.default_samples = min(self.default_samples, self.max_samples)
+        self.api_keys = tuple(k for k in self.api_keys if k)
+
+
+def read_api_keys(path: str | None = None, env: str = "TINYACT_API_KEYS") -> tuple[str, ...]:
+    """Keys from a file (one a line, ``#`` comments) and/or the env var (comma-separated)."""
+    keys: list[str] = []
+    if path:
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError as e:
+            raise ConfigError(f"cannot read the API keys file {path}: {e.strerror}") from None
+        keys += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    keys += [k.strip() for k in os.environ.get(env, "").split(",") if k.strip()]
+    return tuple(dict.fromkeys(keys))
