@@ -25,7 +25,15 @@ from tinyact.eval.metrics import (
 )
 from tinyact.eval.prompts import COT_PROMPT_VERSION, cot_messages
 from tinyact.eval.report import make_report
-from tinyact.eval.runner import Prediction, Result, RunSummary, SolveBatch, load_results, run_eval
+from tinyact.eval.runner import (
+    Prediction,
+    Result,
+    RunSummary,
+    SolveBatch,
+    load_results,
+    prediction_from_trajectory,
+    run_eval,
+)
 
 __all__ = [
     "BENCHMARKS",
@@ -54,6 +62,7 @@ __all__ = [
     "math_equal",
     "normalize_answer",
     "normalize_math",
+    "prediction_from_trajectory",
     "run_eval",
     "shared_data_dir",
     "token_f1",

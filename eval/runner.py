@@ -15,6 +15,7 @@ from tinyact.errors import ConfigError
 from tinyact.eval.metrics import Score
 
 if TYPE_CHECKING:
+    from tinyact.types import Trajectory
     from tinyact.eval.datasets import Benchmark, Question
     from tinyact.eval.judge import LLMJudge
 
@@ -24,6 +25,7 @@ __all__ = [
     "RunSummary",
     "SolveBatch",
     "load_results",
+    "prediction_from_trajectory",
     "run_eval",
     "summarize",
 ]
@@ -55,6 +57,8 @@ class Prediction(BaseModel):
     trajectory_id: str | None = None
     candidates: list[str | None] = Field(default_factory=list)
     """Answers of the k samples, when several were drawn."""
+    end_reason: str | None = None
+    """For agent runs: why the run ended (``final_answer``, ``max_steps``, ...)."""
 
 
 class Result(BaseModel):
@@ -94,6 +98,27 @@ class RunSummary(BaseModel):
 
 SolveBatch = Callable[[Sequence["Question"]], Sequence[Prediction]]
 """The seam between the runner and a method: a batch of questions in, one prediction each out."""
+
+
+def prediction_from_trajectory(trajectory: Trajectory) -> Prediction:
+    """Turn an agent run into the runner's Prediction (the agent method's adapter).
+
+    The graded text is the value passed to ``final_answer`` (``str()`` of it;
+    None when it was never called). ``format_error`` is set when a step's
+    output did not parse into a code action.
+    """
+    answer = trajectory.final_answer
+    return Prediction(
+        text=None if answer is None else str(answer),
+        raw=trajectory.steps[-1].model_output if trajectory.steps else "",
+        steps=len(trajectory.steps),
+        prompt_tokens=trajectory.usage.prompt_tokens,
+        tokens=trajectory.usage.completion_tokens,
+        seconds=trajectory.seconds,
+        format_error=any(step.action.parse_error is not None for step in trajectory.steps),
+        trajectory_id=trajectory.id,
+        end_reason=trajectory.end_reason,
+    )
 
 
 def load_results(out_dir: str | os.PathLike[str], *, repair: bool = False) -> list[Result]:

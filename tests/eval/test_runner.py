@@ -116,3 +116,22 @@ def test_solver_must_return_one_prediction_per_question(tmp_path):
 def test_progress_bar_runs(tmp_path):
     summary = run_eval(_bench(3), Solver(), tmp_path / "run", progress=True)
     assert summary.n == 3
+
+
+def test_prediction_from_trajectory():
+    from tinyact.eval.runner import prediction_from_trajectory
+    from tinyact.types import CodeAction, Step, Trajectory, Usage
+
+    steps = [
+        Step(index=0, model_output="Thought: oops", action=CodeAction(parse_error="no code block"), observation="E"),
+        Step(index=1, model_output="Thought: ok\n```py\nfinal_answer(13138980.0)\n```",
+             action=CodeAction(thought="ok", code="final_answer(13138980.0)"), observation=""),
+    ]
+    traj = Trajectory(task="t", steps=steps, final_answer=13138980.0, end_reason="final_answer",
+                      usage=Usage(prompt_tokens=50, completion_tokens=20), seconds=1.5)
+    p = prediction_from_trajectory(traj)
+    assert p.text == "13138980.0" and p.steps == 2 and p.tokens == 20 and p.prompt_tokens == 50
+    assert p.format_error and p.trajectory_id == traj.id and p.end_reason == "final_answer"
+    assert p.raw.startswith("Thought: ok") and p.seconds == 1.5
+    empty = prediction_from_trajectory(Trajectory(task="t", end_reason="max_steps"))
+    assert empty.text is None and empty.steps == 0 and not empty.format_error
