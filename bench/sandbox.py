@@ -6,10 +6,12 @@ Prints a table of p50 / p99 milliseconds.
 
 Rows:
 - "execute round trip": `x = x + 1` in a live session, back to back (the next
-  call right after the reply) and paced (1 ms of host work between calls, as an
-  agent loop has).
-- "fork + execute, k": k forks of a session holding a small state, each runs
-  one snippet in its own thread, all closed: wall time of the whole batch.
+  call right after the reply: the worker's tail work, the next standby's fork,
+  is then on the critical path) and paced (10 ms between calls, far less than
+  the model's generation between two steps of an agent).
+- "fork_many(k) + execute each + close": k forks of a session holding a small
+  state (one request), each runs one snippet in its own thread, all closed:
+  wall time of the whole batch.
 - smolagents LocalPythonExecutor: the same snippet in-process (no isolation).
 - python3 -c: a fresh interpreter per snippet (isolation by process, no state).
 """
@@ -17,6 +19,7 @@ Rows:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -28,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 SNIPPET = "x = x + 1"
+PACE_S = 0.010
 STATE = "x = 0\ndata = list(range(1000))\nnotes = {'k': 'v' * 100}"
 
 
@@ -58,11 +62,11 @@ def bench_backend(backend: str, n: int) -> list[tuple[str, list[float]]]:
             s.execute(SNIPPET)
         rows.append((f"{backend} ({s.isolation}): execute round trip, back to back", _time(lambda: s.execute(SNIPPET), n)))
         rows.append(
-            (f"{backend} ({s.isolation}): execute round trip, paced", _time(lambda: s.execute(SNIPPET), n, 0.001))
+            (f"{backend} ({s.isolation}): execute round trip, paced", _time(lambda: s.execute(SNIPPET), n, PACE_S))
         )
 
         def candidates(k: int) -> None:
-            forks = [s.fork() for _ in range(k)]
+            forks = s.fork_many(k)
             threads = [threading.Thread(target=f.execute, args=(SNIPPET,)) for f in forks]
             for t in threads:
                 t.start()
@@ -72,7 +76,7 @@ def bench_backend(backend: str, n: int) -> list[tuple[str, list[float]]]:
                 f.close()
 
         for k in (1, 8):
-            rows.append((f"{backend} ({s.isolation}): fork + execute, k={k}", _time(lambda k=k: candidates(k), max(20, n // 10), 0.002)))
+            rows.append((f"{backend} ({s.isolation}): fork_many(k) + execute each + close, k={k}", _time(lambda k=k: candidates(k), max(20, n // 10), 0.002)))
     return rows
 
 
@@ -109,7 +113,8 @@ def main() -> None:
     rows.append(bench_smolagents(args.n))
     rows.append(bench_fresh_python(args.n))
 
-    table = Table(title=f"sandbox latency (ms), snippet {SNIPPET!r}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    table = Table(title=f"sandbox latency (ms), snippet {SNIPPET!r}; {os.cpu_count()} CPUs, load average {load}")
     for col in ("what", "n", "p50", "p99", "mean"):
         table.add_column(col, justify="left" if col == "what" else "right")
     for name, samples in rows:

@@ -47,7 +47,7 @@ import time
 import traceback
 
 SCRATCH_FD = 3
-TAIL_DELAY_S = 0.005
+TAIL_DELAY_S = 0.002
 CODE_FILENAME = "<code>"
 _HDR = struct.Struct(">I")
 _PR_SET_PDEATHSIG = 1
@@ -461,7 +461,8 @@ class Worker:
             os.close(err_fd)
             self.standby = None
             self.forks = set()
-            _warm_up()
+            if not select.select([go_r], [], [], 0)[0]:  # no code waiting yet: time to warm up
+                _warm_up()
             try:
                 data = _read_frame(go_r)
             except OSError:
