@@ -289,7 +289,10 @@ class Worker:
                 # for the CPU with the host reading the reply; it starts at
                 # once when the next request comes in.
                 if not self.chan.buf:
-                    select.select([self.chan.sock], [], [], TAIL_DELAY_S)
+                    ready, _, _ = select.select([self.chan.sock], [], [], TAIL_DELAY_S)
+                    if ready and _at_eof(self.chan.sock):  # closed: no standby needed
+                        self._commit()
+                        os._exit(0)
                 self._commit()
                 self._spawn_standby()
             try:
@@ -673,6 +676,15 @@ def _warm_up() -> None:
         ast.literal_eval("1")
     except Exception:  # noqa: BLE001
         pass
+
+
+def _at_eof(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def _compile(code: str):
