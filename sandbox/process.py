@@ -79,7 +79,7 @@ def _host_user() -> dict[str, Any]:
 
 def _bwrap_argv(scratch_mb: int, extra_ro: list[str], lib: str | None = None) -> list[str]:
     argv = [
-        "bwrap",
+        shutil.which("bwrap") or "bwrap",
         "--unshare-all",
         "--die-with-parent",
         "--new-session",
@@ -157,7 +157,7 @@ def _run(argv: list[str], **kw: Any) -> tuple[bool, str]:
 
 
 def _unshare_argv() -> list[str]:
-    argv = ["unshare", "--net", "--pid", "--fork", "--mount", "--mount-proc", "--ipc", "--uts", "--kill-child"]
+    argv = [shutil.which("unshare") or "unshare", "--net", "--pid", "--fork", "--mount", "--mount-proc", "--ipc", "--uts", "--kill-child"]
     if os.geteuid() != 0:
         argv.insert(1, "--map-root-user")  # implies --user
     return argv
