@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
+import threading
 
 import anyio
 import httpx
@@ -35,6 +35,13 @@ async def wait_status(client: httpx.AsyncClient, run_id: str, predicate, timeout
             await anyio.sleep(0.05)
 
 
+def test_public_api_is_curated():
+    import tinyact.serve.api as api
+
+    assert api.__all__ == sorted(api.__all__)
+    assert all(getattr(api, name) is not None for name in api.__all__)
+
+
 async def test_health_ready_openapi():
     async with asgi(make_service()) as c:
         assert (await c.get("/healthz")).json() == {"status": "ok"}
@@ -46,8 +53,7 @@ async def test_health_ready_openapi():
 
 
 async def test_readyz_is_503_until_the_engine_loaded():
-    loaded = asyncio.Event()
-    release = __import__("threading").Event()
+    release = threading.Event()
 
     def loader():
         release.wait(10)
@@ -64,7 +70,6 @@ async def test_readyz_is_503_until_the_engine_loaded():
             while (await c.get("/readyz")).status_code != 200:
                 await anyio.sleep(0.02)
         assert (await c.post("/v1/runs", json={"task": "quick"})).json()["answer"] == 42
-    del loaded
 
 
 async def test_run_waits_and_returns_answer_and_trajectory():
@@ -227,7 +232,6 @@ async def test_queue_full_is_429_with_retry_after_per_key(gate):
         for run in (first, second):
             info = await wait_status(c, run["id"], lambda i: i["status"] == "finished")
             assert info["answer"] == "through"
-        # A queued run can be cancelled before it ever runs.
         assert "tinyact_queue_depth 0" in (await c.get("/metrics")).text
 
 

@@ -192,3 +192,15 @@ def test_one_run_on_the_real_smollm2_model(smol_engine, tmp_path: Path):
         assert body["status"] == "finished" and body["end_reason"] in ("final_answer", "max_steps")
         assert len(body["steps"]) == 1 and body["trajectory"]["usage"]["completion_tokens"] > 0
         assert "tinyact_active_sandboxes 0" in c.get("/metrics").text
+
+
+def test_cli_serve_bad_option_is_one_clear_line(tmp_path: Path):
+    out = subprocess.run(
+        [sys.executable, "-P", "-m", "tinyact.cli", "serve", "--on-restart", "later", "--db", str(tmp_path / "x.db")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip() == "error: on_restart must be interrupt or resume, got 'later'"
+    help_ = subprocess.run([sys.executable, "-P", "-m", "tinyact.cli", "serve", "--help"], capture_output=True,
+                           text=True, cwd=tmp_path, timeout=120)
+    assert "--engine-url" in help_.stdout and "--on-restart" in help_.stdout
