@@ -227,6 +227,8 @@ class Worker:
         for name in cfg.get("tools", []):
             self.globals[name] = self._make_tool(name)
         self.exec_count = 0
+        self.home_pgid = os.getpgid(0)  # the sandbox's group, made by init's setsid
+        self.exec_home_pgid: int | None = None
         self.pending_commit: int | None = None
         # (pid, go pipe, commit pipe, pidfd, stdout memfd, stderr memfd) of the
         # pre-forked next executor
@@ -463,7 +465,7 @@ class Worker:
             os.close(out_fd)
             os.close(err_fd)
             self.standby = None
-            self.forks = set()
+            self._prepare_executor()
             if not select.select([go_r], [], [], 0)[0]:  # no code waiting yet: time to warm up
                 _warm_up()
             try:
@@ -481,6 +483,22 @@ class Worker:
         except (AttributeError, OSError):
             pidfd = None
         self.standby = (pid, go_w, commit_r, pidfd, out_fd, err_fd)
+
+    def _prepare_executor(self) -> None:
+        """Everything an executor sets up before it runs code, done while it waits."""
+        self.forks = set()  # the holder's forks are not our children
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        # The code's processes go into a group of their own, killed in one call afterwards.
+        self.exec_home_pgid = None
+        me = os.getpid()
+        if self.home_pgid and self.home_pgid != me:
+            try:
+                os.setpgid(0, 0)
+                self.exec_home_pgid = self.home_pgid
+            except OSError:
+                pass
+        # fds 1 and 2 are memfds (see _spawn_standby); Python-level prints go there too.
+        sys.stdout, sys.stderr = _Capture(1, self.out_limit), _Capture(2, self.out_limit)
 
     def _drop_standby(self) -> None:
         if self.standby is not None:
@@ -584,19 +602,7 @@ class Worker:
     def _run_child(self, msg: dict, commit_fd: int) -> None:
         xid, code, t0 = msg.get("id"), msg.get("code", ""), msg["t0"]
         me = os.getpid()
-        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-        self.forks = set()  # the parent's forks are not our children
-        # The code's processes go into a group of their own, killed in one call afterwards.
-        home_pgid: int | None = os.getpgid(0)
-        if not home_pgid or home_pgid == me:  # a group we could not come back to
-            home_pgid = None
-        else:
-            try:
-                os.setpgid(0, 0)
-            except OSError:
-                home_pgid = None
-        # fds 1 and 2 are memfds (see _spawn_standby); Python-level prints go there too.
-        sys.stdout, sys.stderr = _Capture(1, self.out_limit), _Capture(2, self.out_limit)
+        home_pgid = self.exec_home_pgid  # set by _prepare_executor
         linecache.cache[CODE_FILENAME] = (len(code), None, code.splitlines(True), CODE_FILENAME)
         result: dict = {}
         error = None
