@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sse_starlette import EventSourceResponse
 
+from tinyact.serve.api.chat import chat_chunks, chat_completion
 from tinyact.serve.api.limits import BodyLimit
 from tinyact.serve.api.protocol import (
     ChatCompletion,
@@ -131,7 +132,7 @@ def create_app(service: RunService) -> FastAPI:
         """OpenAI-compatible: the last user message is the task, the answer is the
         assistant's content, the steps are in the ``tinyact`` extension field."""
         if body.stream:
-            chunks = service.chat_chunks(body, key)
+            chunks = chat_chunks(service, body, key)
             first = await anext(chunks)  # submit (and any 4xx) before the stream starts
 
             async def frames() -> AsyncIterator[dict]:
@@ -141,7 +142,7 @@ def create_app(service: RunService) -> FastAPI:
                 yield {"data": "[DONE]"}
 
             return EventSourceResponse(frames())
-        return await service.chat(body, key)
+        return await chat_completion(service, body, key)
 
     app.add_middleware(BodyLimit, max_bytes=service.config.max_body_bytes,
                        on_reject=lambda: service.metrics.request_rejected("too_large"))
@@ -189,7 +190,8 @@ def _loopback(host: str) -> bool:
 def _install_errors(app: FastAPI, service: RunService) -> None:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, e: ApiError) -> JSONResponse:
-        body = {"error": {"message": e.message, "type": e.type, "param": e.param, "code": e.code}}
+        message = f"{e.param}: {e.message}" if e.status == 422 and e.param else e.message
+        body = {"error": {"message": message, "type": e.type, "param": e.param, "code": e.code}}
         return JSONResponse(body, status_code=e.status, headers=e.headers)
 
     @app.exception_handler(RequestValidationError)

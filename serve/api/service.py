@@ -12,13 +12,11 @@ SQLite (runs table + LangGraph checkpoints) and survive a restart.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from tinyact.agents import Agent, AgentConfig
@@ -27,14 +25,6 @@ from tinyact.serve.api.config import ServerConfig
 from tinyact.serve.api.limits import KeyLimiter, QueueFull
 from tinyact.serve.api.metrics import Metrics
 from tinyact.serve.api.protocol import (
-    ChatChoice,
-    ChatChunk,
-    ChatChunkChoice,
-    ChatCompletion,
-    ChatCompletionRequest,
-    ChatDelta,
-    ChatResponseMessage,
-    ChatUsage,
     FinalEvent,
     ModelCard,
     ModelList,
@@ -44,20 +34,17 @@ from tinyact.serve.api.protocol import (
     RunList,
     RunRequest,
     RunSummary,
-    TinyactExtension,
 )
-from tinyact.serve.api.store import RunStore, connect
+from tinyact.serve.api.runs import TERMINAL, Event, RunHandle
+from tinyact.serve.api.store import RunStore, connect, decode_cursor, encode_cursor
 from tinyact.serve.engines.base import Engine
 from tinyact.tools.base import Tool, as_tools
 from tinyact.types import Step, Trajectory
 
-__all__ = ["ApiError", "RunHandle", "RunService"]
+__all__ = ["ApiError", "RunService"]
 
 log = logging.getLogger("tinyact.serve.api")
 
-Event = tuple[str, dict]
-"""(kind, data): kind is "run", "step", "final" or "error"."""
-TERMINAL = ("final", "error")
 
 
 class ApiError(Exception):
@@ -74,46 +61,6 @@ class ApiError(Exception):
         self.param = param
         self.code = code
         self.headers = headers or {}
-
-
-@dataclass
-class RunHandle:
-    """A live run: its cancel switch, its agent, and its events so far."""
-
-    id: str
-    key_id: str
-    request: RunRequest
-    created_at: float
-    cancel: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-    agent: Agent | None = None
-    thread: threading.Thread | None = None
-    events: list[Event] = field(default_factory=list)
-    _readers: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def publish(self, kind: str, data: dict) -> None:
-        with self._lock:
-            self.events.append((kind, data))
-            readers = list(self._readers)
-        for loop, queue in readers:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, (kind, data))
-            except RuntimeError:  # that reader's loop is gone
-                pass
-
-    def subscribe(self) -> asyncio.Queue:
-        """A queue with every event so far, then each new one (call from the event loop)."""
-        queue: asyncio.Queue = asyncio.Queue()
-        with self._lock:
-            for event in self.events:
-                queue.put_nowait(event)
-            self._readers.append((asyncio.get_running_loop(), queue))
-        return queue
-
-    def unsubscribe(self, queue: asyncio.Queue) -> None:
-        with self._lock:
-            self._readers = [(lp, q) for lp, q in self._readers if q is not queue]
 
 
 class RunService:
@@ -262,14 +209,17 @@ class RunService:
 
     def list_runs(self, key_id: str, limit: int = 20, cursor: str | None = None) -> RunList:
         assert self.store is not None
-        position = _decode_cursor(cursor) if cursor else None
+        try:
+            position = decode_cursor(cursor) if cursor else None
+        except ValueError:
+            raise ApiError(422, "cursor is not one this server gave out", param="query.cursor") from None
         rows = self.store.page(key_id, limit + 1, position)
         more = len(rows) > limit
         rows = rows[:limit]
         data = [RunSummary(id=r["id"], status=r["status"], task=r["task"], created_at=r["created_at"],
                            finished_at=r["finished_at"], end_reason=r["end_reason"], answer=r["answer"],
                            steps=r["n"] or 0) for r in rows]
-        next_cursor = _encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more and rows else None
+        next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more and rows else None
         return RunList(data=data, next_cursor=next_cursor)
 
     async def cancel(self, run_id: str, key_id: str, wait: float = 15.0) -> RunInfo:
@@ -292,36 +242,6 @@ class RunService:
         finally:
             handle.unsubscribe(queue)
         return self.info(run_id, key_id)
-
-    # --------------------------------------------------------------- chat facade
-
-    async def chat(self, request: ChatCompletionRequest, key_id: str) -> ChatCompletion:
-        info = await self.run(request.to_run_request(), key_id)
-        usage = info.trajectory.usage if info.trajectory else None
-        return ChatCompletion(
-            id="chatcmpl-" + info.id.removeprefix("run_"), created=int(info.created_at), model=self.model_name,
-            choices=[ChatChoice(message=ChatResponseMessage(content=_text(info.answer)),
-                                finish_reason=_finish(info.end_reason))],
-            usage=ChatUsage.of(usage) if usage else ChatUsage(),
-            tinyact=TinyactExtension(run_id=info.id, end_reason=info.end_reason, answer=info.answer, steps=info.steps),
-        )
-
-    async def chat_chunks(self, request: ChatCompletionRequest, key_id: str) -> AsyncIterator[ChatChunk]:
-        """The facade's stream: a role chunk, one chunk per step (in ``tinyact``), the answer, the end."""
-        handle = self.submit(request.to_run_request(), key_id)
-        base = {"id": "chatcmpl-" + handle.id.removeprefix("run_"), "created": int(handle.created_at),
-                "model": self.model_name}
-        yield ChatChunk(**base, choices=[ChatChunkChoice(delta=ChatDelta(role="assistant", content=""))])
-        async for kind, data in self.events(handle):
-            if kind == "step":
-                ext = TinyactExtension(run_id=handle.id, steps=[Step.model_validate(data)])
-                yield ChatChunk(**base, choices=[ChatChunkChoice(delta=ChatDelta())], tinyact=ext)
-            elif kind in TERMINAL:
-                final = FinalEvent.model_validate(data)
-                ext = TinyactExtension(run_id=handle.id, end_reason=final.end_reason, answer=final.answer)
-                yield ChatChunk(**base, choices=[ChatChunkChoice(delta=ChatDelta(content=_text(final.answer)))])
-                yield ChatChunk(**base, choices=[ChatChunkChoice(delta=ChatDelta(),
-                                finish_reason=_finish(final.end_reason))], tinyact=ext)
 
     # ------------------------------------------------------------------ metrics
 
@@ -474,30 +394,3 @@ class RunService:
 
 def _engine_model(engine: Any) -> str | None:
     return getattr(engine, "model_name", None) or getattr(engine, "model", None) or getattr(engine, "name", None)
-
-
-def _text(answer: Any) -> str:
-    if answer is None:
-        return ""
-    if isinstance(answer, str):
-        return answer
-    import json
-
-    return json.dumps(answer)
-
-
-def _finish(end_reason: str | None) -> str:
-    return "stop" if end_reason in ("final_answer", "cancelled", None) else "length"
-
-
-def _encode_cursor(created_at: float, run_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at!r}|{run_id}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[float, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, run_id = raw.split("|", 1)
-        return float(created), run_id
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(422, "cursor is not one this server gave out", param="query.cursor") from None

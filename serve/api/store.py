@@ -7,13 +7,14 @@ restarted server which runs a previous process left unfinished.
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 import threading
 import time
 from typing import Any
 
-__all__ = ["RunStore", "to_json"]
+__all__ = ["RunStore", "decode_cursor", "encode_cursor", "to_json"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_runs (
@@ -131,3 +132,18 @@ def _row(row: sqlite3.Row) -> dict:
         if out.get(name) is not None:
             out[name] = json.loads(out[name])
     return out
+
+
+def encode_cursor(created_at: float, run_id: str) -> str:
+    """An opaque page cursor: the position of the last row of a page."""
+    return base64.urlsafe_b64encode(f"{created_at!r}|{run_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """The position in ``cursor``; ValueError when it is not one ``encode_cursor`` made."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, run_id = raw.split("|", 1)
+        return float(created), run_id
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError(f"bad cursor {cursor!r}") from None

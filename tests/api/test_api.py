@@ -9,7 +9,7 @@ import anyio
 import httpx
 import pytest
 
-from tinyact.serve.api import RunService, ServerConfig, create_app
+from tinyact.serve.api import RunService, ServerConfig
 from tinyact.serve.api.testing import ScriptedEngine, act
 from tinyact.tests.api.helpers import SCRIPTS, asgi, make_service
 

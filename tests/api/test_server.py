@@ -4,7 +4,6 @@ client against the facade, restart persistence, and one run on a real model."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
