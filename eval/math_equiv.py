@@ -122,7 +122,8 @@ def _unwrap(s: str, command: str) -> str:
 def normalize_math(answer: Any) -> str:
     """Canonical string form of a math answer: no ``$``, ``\\left``/``\\right``,
     ``\\text{}`` wrappers, units after a number, degrees, ``%``, thousands
-    separators, spacing; ``\\dfrac``/``\\tfrac`` -> ``\\frac``; ``\\frac12`` -> ``\\frac{1}{2}``.
+    separators, spacing, anything up to the last ``=``; ``\\dfrac``/``\\tfrac``
+    -> ``\\frac``; ``\\frac12`` -> ``\\frac{1}{2}``.
     """
     s = str(answer).strip()
     s = s.replace("\\$", "").replace("$", "").replace("\\left", "").replace("\\right", "")
@@ -135,7 +136,8 @@ def normalize_math(answer: Any) -> str:
     s = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", s)
     s = re.sub(r"\\frac\s*\{([^{}]*)\}\s*(\d)", r"\\frac{\1}{\2}", s)
     s = re.sub(r"\\sqrt\s*(\d+)", r"\\sqrt{\1}", s)
-    s = re.sub(r"^[a-zA-Z]\s*=\s*", "", s.strip())  # "x = 5" -> "5"
+    if "=" in s:  # "x = 5", "P(0)+Q(0) = 116": the right-hand side is the answer
+        s = s.rsplit("=", 1)[1]
     s = s.strip().rstrip(".").strip()
     # a number followed by unit words: "5.4 cents", "30 degrees", "10 inches^2"
     m = re.fullmatch(rf"({_NUM}|\\frac\{{[^{{}}]*\}}\{{[^{{}}]*\}})\s*[a-zA-Z][a-zA-Z ]*(\^\d)?", s)
