@@ -263,19 +263,26 @@ class Worker:
     def serve(self) -> None:
         """Serve the channel until it closes. Never returns.
 
-        A process forked deep in the call stack (a standby executor, a fork)
-        raises _Switch to come back here, so the stack stays flat however many
+        Two roles. The *standby* (a fresh fork of the holder) reads the channel
+        and runs the next execute itself, so the code reaches the process that
+        runs it in one hop; it tells the holder over a pipe when an execute
+        starts ("x"), hands it fork requests ("f"), and commits ("c") once it
+        has answered. The *holder* watches: it enforces the timeout, kills the
+        executor if needed and answers for it, makes forks, and exits on commit.
+
+        A process forked deep in the call stack (a standby, a fork) raises
+        _Switch to come back here, so the stack stays flat however many
         executes the chain of holders runs.
         """
-        pending = None
+        job = None
         while True:
             try:
-                if pending is not None:
-                    job, pending = pending, None
-                    self._run_child(*job)
-                self._serve()
+                if job is not None:
+                    note_w, job = job, None
+                    self._standby_loop(note_w)  # returns when this process has become the holder
+                self._hold()
             except _Switch as sw:
-                pending = sw.job
+                job = sw.job
             except BaseException:  # noqa: BLE001 - a worker bug: log it where the host can read it
                 try:
                     os.write(_LOG_FD, traceback.format_exc().encode())
@@ -283,37 +290,90 @@ class Worker:
                     pass
                 os._exit(5)
 
-    def _serve(self) -> None:
+    def _standby_loop(self, note_w: int) -> None:
+        """Read requests; run the first execute (then return as the new holder)."""
+        while True:
+            try:
+                msg = self.chan.recv()
+            except (OSError, ValueError) as e:
+                _debug(f"standby {os.getpid()}: channel error {e!r}")
+                msg = None
+            if msg is None:
+                os._exit(0)  # closed; the holder notices and exits too
+            op = msg.get("op")
+            if op == "exec":
+                msg["t0"] = time.perf_counter()
+                timeout = float(msg.get("timeout") or self.default_timeout)
+                note = json.dumps({"id": msg.get("id"), "timeout": timeout, "t0": msg["t0"]}).encode()
+                _write_all(note_w, b"x" + _HDR.pack(len(note)) + note)
+                self._run_child(msg, note_w)
+                return
+            if op == "fork":
+                data = json.dumps(msg).encode()
+                _write_all(note_w, b"f" + _HDR.pack(len(data)) + data)
+            elif op == "ping":
+                self.chan.send({"op": "pong", "id": msg.get("id")})
+            elif op == "close":
+                os._exit(0)
+            # a stray tool_result (its executor was killed): ignore
+
+    def _hold(self) -> None:
+        """The holder's loop: keep a standby, watch it, serve forks."""
         while True:
             if self.pending_commit is not None or self.standby is None:
                 # The tail of an execute (the old holder's exit, the next
                 # standby's fork) waits a moment, so that it does not compete
                 # for the CPU with the host reading the reply; it starts at
                 # once when the next request comes in.
-                if not self.chan.buf:
+                if self.pending_commit is not None and not self.chan.buf:
                     ready, _, _ = select.select([self.chan.sock], [], [], TAIL_DELAY_S)
                     if ready and _at_eof(self.chan.sock):  # closed: no standby needed
                         self._commit()
                         os._exit(0)
-                self._commit()
+                if self._commit():
+                    self._refresh_if_cpu_spent()
                 self._spawn_standby()
-            try:
-                msg = self.chan.recv()
-            except (OSError, ValueError) as e:
-                _debug(f"holder {os.getpid()}: channel error {e!r}")
-                msg = None
-            if msg is None:
-                os._exit(0)
-            op = msg.get("op")
-            if op == "exec":
-                self.do_exec(msg)
-            elif op == "fork":
-                self.do_fork(msg)
-            elif op == "close":
-                os._exit(0)
-            elif op == "ping":
-                self.chan.send({"op": "pong", "id": msg.get("id")})
-            # stray tool_result (its executor was killed): ignore
+                if self.standby is None:
+                    self._serve_one_without_standby()
+                    continue
+            pid, note_r, pidfd, out_fd, err_fd = self.standby
+            waiting = [note_r] + ([pidfd] if pidfd is not None else [])
+            ready, _, _ = select.select(waiting, [], [], None if pidfd is not None else 0.5)
+            kind = os.read(note_r, 1) if note_r in ready else b""
+            if kind == b"f":
+                self.do_fork(json.loads(_read_frame(note_r) or b"{}"))
+            elif kind == b"x":
+                self._watch_exec(json.loads(_read_frame(note_r) or b"{}"))
+            elif note_r in ready or (pidfd is not None and pidfd in ready) or _dead(pid):
+                # The standby ended without taking an execute: the channel closed
+                # (then so do we), or it was killed (then make another).
+                self._drop_standby(kill=True)
+                if _at_eof(self.chan.sock):
+                    os._exit(0)
+
+    def _serve_one_without_standby(self) -> None:
+        """No standby could be forked (process limit): answer one request here."""
+        try:
+            msg = self.chan.recv()
+        except (OSError, ValueError):
+            msg = None
+        if msg is None:
+            os._exit(0)
+        op = msg.get("op")
+        if op == "exec":
+            self._kill_strays()
+            self._send_result(
+                msg.get("id"),
+                time.perf_counter(),
+                error=("ProcessLimitError", "could not fork an executor: process limit reached", ""),
+            )
+        elif op == "fork":
+            self.do_fork(msg)
+        elif op == "ping":
+            self.chan.send({"op": "pong", "id": msg.get("id")})
+        elif op == "close":
+            os._exit(0)
+        time.sleep(0.01)  # let processes that are ending end before the next try
 
     # fork ----------------------------------------------------------------
     def do_fork(self, msg: dict) -> None:
@@ -440,25 +500,23 @@ class Worker:
     def _spawn_standby(self) -> None:
         """Fork the next executor now, so an execute does not wait for a fork.
 
-        The standby is a copy of this holder blocked on a pipe; `do_exec` hands
-        it the code. Holder state does not change between this fork and the
-        execute (only fork requests can come in between, and they change nothing).
+        The standby is a copy of this holder; holder state does not change
+        between this fork and the execute the standby will run (only fork
+        requests come in between, and they change nothing).
         """
         if self.standby is not None:
             return
-        go_r, go_w = os.pipe()
-        commit_r, commit_w = os.pipe()
+        note_r, note_w = os.pipe()
         out_fd = os.memfd_create("stdout", os.MFD_CLOEXEC)
         err_fd = os.memfd_create("stderr", os.MFD_CLOEXEC)
         try:
             pid = os.fork()
         except OSError:  # RLIMIT_NPROC reached (processes of the code itself?)
-            for fd in (go_r, go_w, commit_r, commit_w, out_fd, err_fd):
+            for fd in (note_r, note_w, out_fd, err_fd):
                 os.close(fd)
             return
         if pid == 0:
-            os.close(go_w)
-            os.close(commit_r)
+            os.close(note_r)
             # What the code and its processes print goes to memfds the holder shares.
             os.dup2(out_fd, 1)
             os.dup2(err_fd, 2)
@@ -466,23 +524,15 @@ class Worker:
             os.close(err_fd)
             self.standby = None
             self._prepare_executor()
-            if not select.select([go_r], [], [], 0)[0]:  # no code waiting yet: time to warm up
-                _warm_up()
-            try:
-                data = _read_frame(go_r)
-            except OSError:
-                data = None
-            os.close(go_r)
-            if data is None:
-                os._exit(0)  # the holder went away without using us
-            raise _Switch((json.loads(data), commit_w))
-        os.close(go_r)
-        os.close(commit_w)
-        try:  # pollable handle on the executor, opened off the critical path
+            if not self.chan.buf and not select.select([self.chan.sock], [], [], 0)[0]:
+                _warm_up()  # no request waiting yet: time to warm up
+            raise _Switch(note_w)
+        os.close(note_w)
+        try:  # pollable handle on the standby, opened off the critical path
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
             pidfd = None
-        self.standby = (pid, go_w, commit_r, pidfd, out_fd, err_fd)
+        self.standby = (pid, note_r, pidfd, out_fd, err_fd)
 
     def _prepare_executor(self) -> None:
         """Everything an executor sets up before it runs code, done while it waits."""
@@ -500,35 +550,27 @@ class Worker:
         # fds 1 and 2 are memfds (see _spawn_standby); Python-level prints go there too.
         sys.stdout, sys.stderr = _Capture(1, self.out_limit), _Capture(2, self.out_limit)
 
-    def _drop_standby(self) -> None:
+    def _drop_standby(self, kill: bool = False) -> None:
         if self.standby is not None:
-            _, go_w, commit_r, pidfd, out_fd, err_fd = self.standby
-            for fd in (go_w, commit_r, pidfd, out_fd, err_fd):
+            pid, note_r, pidfd, out_fd, err_fd = self.standby
+            self.standby = None
+            for fd in (note_r, pidfd, out_fd, err_fd):
                 if fd is not None:
                     os.close(fd)
-            self.standby = None
+            if kill:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except OSError:
+                    pass
 
-    def do_exec(self, msg: dict) -> None:
-        xid = msg.get("id")
-        timeout = float(msg.get("timeout") or self.default_timeout)
-        msg["t0"] = t0 = time.perf_counter()
+    def _watch_exec(self, note: dict) -> None:
+        """The standby runs an execute: wait for its commit, its end, or the timeout."""
+        xid, timeout, t0 = note.get("id"), float(note.get("timeout") or self.default_timeout), note.get("t0")
+        t0 = t0 if isinstance(t0, float) else time.perf_counter()
         self.exec_count += 1
-        self._spawn_standby()
-        if self.standby is None:
-            self._kill_strays()
-            self._send_result(
-                xid, t0, error=("ProcessLimitError", "could not fork an executor: process limit reached", "")
-            )
-            return
-        pid, go_w, r, pidfd, out_fd, err_fd = self.standby
+        pid, r, pidfd, out_fd, err_fd = self.standby  # type: ignore[misc]
         self.standby = None
-        try:
-            data = json.dumps(msg).encode()
-            os.write(go_w, _HDR.pack(len(data)))
-            _write_all(go_w, data)
-        except OSError:
-            pass  # it died; handled below
-        os.close(go_w)
         waiting = [r] + ([pidfd] if pidfd is not None else [])
         deadline = time.monotonic() + timeout
         committed = False
@@ -558,7 +600,6 @@ class Worker:
         if committed:
             # The executor is the holder now; this process is done.
             os._exit(0)
-
         timed_out = time.monotonic() >= deadline
         status = None
         if pid > 0:
@@ -640,21 +681,21 @@ class Worker:
                 pass
         result["truncated"] = truncated
         sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-        self._refresh_if_cpu_spent()
         self._send_result(xid, t0, error=error, **result)
         # Commit later (see _serve): the old holder exits then.
         self.pending_commit = commit_fd
 
-    def _commit(self) -> None:
+    def _commit(self) -> bool:
         """The old holder exits; this process holds the state from now on."""
         fd, self.pending_commit = self.pending_commit, None
         if fd is None:
-            return
+            return False
         try:
             os.write(fd, b"c")
         except OSError:  # the old holder is gone already (the code killed it)
             pass
         os.close(fd)
+        return True
 
     def _refresh_if_cpu_spent(self) -> None:
         """RLIMIT_CPU counts per process: a holder that ran a long execute could
@@ -663,7 +704,10 @@ class Worker:
         used = resource.getrusage(resource.RUSAGE_SELF)
         if used.ru_utime + used.ru_stime < cpu / 2:
             return
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            return  # try again after the next execute
         if pid != 0:
             os._exit(0)
         _prctl(_PR_SET_CHILD_SUBREAPER, 1)
@@ -682,6 +726,13 @@ def _warm_up() -> None:
         ast.literal_eval("1")
     except Exception:  # noqa: BLE001
         pass
+
+
+def _dead(pid: int) -> bool:
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return True
 
 
 def _at_eof(sock: socket.socket) -> bool:
