@@ -237,3 +237,13 @@ def test_math_scores_name_their_method():
     s = check_math("no answer here", "3")
     assert not s.correct and s.metric == "math_equiv"
     assert normalize_math("\\$1,000\\text{ dollars}") == "1000"
+
+
+def test_no_false_positives_between_different_real_answers(load):
+    golds = [q.answer for q in load("math500").questions][:200]
+    for i, gold in enumerate(golds):
+        other = golds[i - 1]
+        if math_equal(other, gold)[0]:  # only true duplicates ("7" and "7", "x=5" and "5")
+            assert normalize_math(other) == normalize_math(gold), (other, gold)
+    gsm = [q.answer for q in load("gsm-hard").questions]
+    assert not any(check_math(repr(gsm[i - 1]), g, numeric=True).correct for i, g in enumerate(gsm) if gsm[i - 1] != g)
