@@ -8,11 +8,14 @@ Processes (inside one sandbox)::
 
     init                 first process: subreaper, reaps orphans, watches the
      |                   host's lifeline pipe; kills everything when it closes
-     +-- holder          holds the globals of one session; serves its channel
-          +-- executor   forked per execute; runs the code. On success it
-                         *becomes* the holder (the old one exits); on a timeout
-                         or a crash the holder kills it and goes on with the
-                         state from before that execute.
+     +-- holder          holds the globals of one session; keeps a standby,
+          |              watches it (timeout, crash), makes forks
+          +-- standby    a pre-forked copy of the holder: reads the session's
+                         channel and runs the next execute itself. On success
+                         it *becomes* the holder (the old one exits) and forks
+                         its own standby; on a timeout or a crash the holder
+                         kills it, answers for it and goes on with the state
+                         from before that execute.
 
 ``fork`` forks the holder: the child is the holder of a new, independent
 session whose channel (a new AF_UNIX socketpair) is handed to the host with
@@ -22,8 +25,10 @@ the session's own directory, which a fork copies first. So files written by
 one fork are invisible to its parent and siblings, without mount privileges.
 
 Wire format, both ways: 4-byte big-endian length + UTF-8 JSON object with an
-"op" key. Host -> worker: exec, fork, tool_result. Worker -> host: hello,
-result, tool, forked (carries one fd).
+"op" key. Host -> worker: exec, fork (n), tool_result, ping. Worker -> host:
+hello, result, tool, forked (carries n fds), pong. Standby -> holder, on a
+pipe: "x" + frame (an execute started), "f" + frame (a fork request), "c"
+(committed).
 """
 
 from __future__ import annotations
