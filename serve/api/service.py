@@ -354,6 +354,7 @@ class RunService:
         self.store.finish(handle.id, status=status, end_reason=end_reason, answer=answer, error=error,
                           trajectory=trajectory)
         self.metrics.run_ended(end_reason or status)
+        self._active.pop(handle.id, None)  # ended: from now on DELETE is a 409, GET reads the store
         steps = len(trajectory["steps"]) if trajectory else sum(k == "step" for k, _ in handle.events)
         final = FinalEvent(id=handle.id, status=status, answer=answer, end_reason=end_reason, steps=steps,  # type: ignore[arg-type]
                            seconds=round(time.time() - handle.created_at, 3), error=error)
