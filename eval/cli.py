@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -21,9 +21,30 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def _make_agent_solver(**kwargs: object) -> object:
-    """The agent method's SolveBatch; wired once the agent runtime lands."""
-    raise ConfigError("--method agent is not available yet (the agent runner is not wired); use --method cot")
+def _make_agent_solver(
+    *, benchmark: Any, model: str, engine: str, samples: int, sampling: Any, max_steps: int,
+    prompt: str | None, index: Path | None, out: Path | None = None,
+) -> Any:
+    """The agent method's SolveBatch: the CodeAct agent, with search() when an index is given."""
+    from tinyact.agents import Agent
+    from tinyact.eval.agent_solver import AgentSolver
+
+    tools = []
+    if index is not None:
+        from tinyact.tools.retrieval import RemoteRetriever, open_index, search_tool
+
+        text = str(index)
+        tools.append(search_tool(RemoteRetriever(text) if text.startswith(("http://", "https://")) else open_index(index)))
+    agent = Agent(
+        model, tools=tools, engine=engine, samples=samples, temperature=sampling.temperature,
+        top_p=sampling.top_p if samples > 1 else None, max_tokens=sampling.max_tokens, seed=sampling.seed,
+        max_steps=max_steps, prompt=prompt or "full",
+    )
+    trajectories = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        trajectories = out / "trajectories.jsonl"
+    return AgentSolver(agent, trajectories=trajectories)
 
 
 @app.command("run")
@@ -75,9 +96,9 @@ def run(
         if method == "agent":
             solver = _make_agent_solver(
                 benchmark=bench, model=model, engine=engine, samples=samples, sampling=sampling,
-                max_steps=max_steps, prompt=prompt, index=index,
+                max_steps=max_steps, prompt=prompt, index=index, out=out,
             )
-            config: dict[str, object] = {"model": model, "samples": samples, "max_steps": max_steps}
+            config: dict[str, object] = {**solver.config, "engine": engine, "index": str(index) if index else None}
         else:
             from tinyact.eval.cot import CoTSolver
             from tinyact.serve.engines import load_engine

@@ -1,0 +1,183 @@
+"""Agent benchmark: accuracy of the default model (full vs short prompt) on seeded
+code-needing tasks, and the controller's own overhead per step, side by side with
+smolagents' CodeAgent driven by an equivalent scripted model.
+
+Run: python -P -m tinyact.bench.agent [--tasks 35] [--model qwen2.5-coder-0.5b]
+                                      [--skip-model] [--plot bench/results/agent.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tinyact.eval.code_tasks import check_code_answer, make_code_tasks
+from tinyact.types import ExecResult
+
+console = Console()
+
+
+class NullSession:
+    """An in-process stand-in for the sandbox: isolates the controller's own cost."""
+
+    def execute(self, code: str, timeout: float | None = None) -> ExecResult:
+        if "final_answer(" in code:
+            return ExecResult(called_final_answer=True, final_answer=1)
+        return ExecResult(stdout="1\n")
+
+    def fork(self) -> NullSession:
+        return NullSession()
+
+    def adopt(self, fork: NullSession) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _script(steps: int) -> list[str]:
+    body = [f"Thought: step {i}\nCode:\n```py\nx = {i}\nprint(x)\n```" for i in range(steps - 1)]
+    return body + ["Thought: done\nCode:\n```py\nfinal_answer(1)\n```"]
+
+
+def controller_overhead(runs: int, steps: int, sandbox: str) -> list[float]:
+    """Milliseconds per step for ``runs`` runs of ``steps`` steps each."""
+    from tinyact.agents import Agent
+    from tinyact.serve.engines import ReplayEngine
+
+    per_step = []
+    for _ in range(runs):
+        engine = ReplayEngine(_script(steps))
+        opener = (lambda tools: NullSession()) if sandbox == "null" else "process"
+        agent = Agent(engine, sandbox=opener, max_steps=steps + 1)
+        started = time.perf_counter()
+        result = agent.run("benchmark task")
+        elapsed = time.perf_counter() - started
+        assert result.answer == 1 and len(result.steps) == steps
+        per_step.append(1000 * elapsed / steps)
+    return per_step
+
+
+def smolagents_overhead(runs: int, steps: int) -> list[float] | None:
+    try:
+        from smolagents import CodeAgent
+        from smolagents.models import ChatMessage, Model
+    except ImportError:
+        return None
+
+    class Scripted(Model):
+        def __init__(self, texts: list[str]) -> None:
+            super().__init__(model_id="scripted")
+            self.texts = list(texts)
+
+        def generate(self, messages, stop_sequences=None, response_format=None, tools_to_call_from=None, **kw):
+            return ChatMessage(role="assistant", content=self.texts.pop(0))
+
+    def to_smol(text: str) -> str:  # smolagents 1.2x wants <code> tags by default
+        thought, code = text.split("```py\n")
+        return f"{thought.replace('Code:', '').strip()}\n<code>\n{code.replace('```', '').strip()}\n</code>"
+
+    per_step = []
+    for _ in range(runs):
+        agent = CodeAgent(tools=[], model=Scripted([to_smol(t) for t in _script(steps)]), max_steps=steps + 1,
+                          verbosity_level=0)
+        started = time.perf_counter()
+        answer = agent.run("benchmark task")
+        elapsed = time.perf_counter() - started
+        assert str(answer) == "1", answer
+        per_step.append(1000 * elapsed / steps)
+    return per_step
+
+
+def accuracy(model: str, prompts: list[str], n_tasks: int, max_steps: int) -> list[dict]:
+    from tinyact.agents import Agent
+    from tinyact.serve.engines import load_engine
+
+    tasks = make_code_tasks(n_tasks)
+    engine = load_engine(model)
+    rows = []
+    with Progress(*Progress.get_default_columns()[:-1], TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=console) as progress:
+        for prompt in prompts:
+            agent = Agent(engine, prompt=prompt, max_steps=max_steps)
+            job = progress.add_task(f"{prompt} prompt", total=len(tasks))
+            correct = steps = format_errors = 0
+            seconds = []
+            for task in tasks:
+                started = time.perf_counter()
+                result = agent.run(task.question)
+                seconds.append(time.perf_counter() - started)
+                correct += check_code_answer(result.answer, task.answer)
+                steps += len(result.steps)
+                format_errors += sum(1 for s in result.steps if s.result is None and s.approval is None)
+                progress.advance(job)
+            rows.append({
+                "prompt": prompt, "tasks": len(tasks), "accuracy": correct / len(tasks),
+                "mean_steps": steps / len(tasks), "format_error_rate": format_errors / max(steps, 1),
+                "s_per_task": statistics.median(seconds),
+            })
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="qwen2.5-coder-0.5b")
+    parser.add_argument("--tasks", type=int, default=35)
+    parser.add_argument("--max-steps", type=int, default=5)
+    parser.add_argument("--prompts", nargs="+", default=["full", "short"])
+    parser.add_argument("--runs", type=int, default=30, help="runs for the overhead measurement")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--skip-model", action="store_true", help="only measure controller overhead")
+    parser.add_argument("--plot", default="bench/results/agent.png")
+    args = parser.parse_args()
+
+    overhead = Table(title=f"controller overhead, ms per step ({args.runs} runs x {args.steps} steps)")
+    for col in ("loop", "min", "p50", "max"):
+        overhead.add_column(col, justify="left" if col == "loop" else "right")
+    measured = {
+        "tinyact, null sandbox (controller only)": controller_overhead(args.runs, args.steps, "null"),
+        "tinyact, real sandbox (bwrap process)": controller_overhead(max(3, args.runs // 5), args.steps, "process"),
+        "smolagents CodeAgent, scripted model": smolagents_overhead(args.runs, args.steps),
+    }
+    for name, values in measured.items():
+        if values is None:
+            overhead.add_row(name, "-", "not installed", "-")
+        else:
+            overhead.add_row(name, f"{min(values):.2f}", f"{statistics.median(values):.2f}", f"{max(values):.2f}")
+    console.print(overhead)
+
+    if args.skip_model:
+        return
+    rows = accuracy(args.model, args.prompts, args.tasks, args.max_steps)
+    table = Table(title=f"{args.model} on {args.tasks} seeded code tasks (max {args.max_steps} steps, greedy)")
+    for col in ("prompt", "accuracy", "mean steps", "format-error rate", "s/task (median)"):
+        table.add_column(col, justify="left" if col == "prompt" else "right")
+    for r in rows:
+        table.add_row(r["prompt"], f"{r['accuracy']:.2f}", f"{r['mean_steps']:.2f}", f"{r['format_error_rate']:.2f}",
+                      f"{r['s_per_task']:.1f}")
+    console.print(table)
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.bar([r["prompt"] for r in rows], [r["accuracy"] for r in rows], color=["#4c72b0", "#dd8452"][: len(rows)])
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"{args.model}: prompt choice")
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
+        console.print(f"plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

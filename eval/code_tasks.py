@@ -1,0 +1,86 @@
+"""A seeded set of small tasks that need code (exact answers known).
+
+Used by bench/agent.py, bench/consistency.py and distillation as a task mix a
+small model can solve only by computing: big multiplications, character
+counts, list arithmetic, modular powers, prime counts, string reversal.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CodeTask", "check_code_answer", "make_code_tasks"]
+
+_WORDS = ("banana", "strawberry", "mississippi", "character", "excellence", "parallel", "committee",
+          "bookkeeper", "assessment", "possession", "engineering", "programming", "occurrence")
+
+
+@dataclass(frozen=True)
+class CodeTask:
+    id: str
+    kind: str
+    question: str
+    answer: Any
+
+
+def _primes_below(n: int) -> int:
+    sieve = bytearray([1]) * n
+    sieve[:2] = b"\x00\x00"
+    for i in range(2, int(n ** 0.5) + 1):
+        if sieve[i]:
+            sieve[i * i:: i] = bytearray(len(sieve[i * i:: i]))
+    return sum(sieve)
+
+
+def _one(rng: random.Random, kind: str, i: int) -> CodeTask:
+    if kind == "multiply":
+        a, b = rng.randint(1000, 99999), rng.randint(1000, 99999)
+        return CodeTask(f"multiply-{i}", kind, f"What is {a} * {b}?", a * b)
+    if kind == "count":
+        words = " ".join(rng.sample(_WORDS, 3))
+        letter = rng.choice(sorted(set(words.replace(" ", ""))))
+        return CodeTask(f"count-{i}", kind, f"How many times does the letter '{letter}' appear in '{words}'?",
+                        words.count(letter))
+    if kind == "sum_squares":
+        lo, hi = rng.randint(1, 30), rng.randint(40, 120)
+        return CodeTask(f"sum_squares-{i}", kind,
+                        f"What is the sum of the squares of the integers from {lo} to {hi} inclusive?",
+                        sum(x * x for x in range(lo, hi + 1)))
+    if kind == "list_max_diff":
+        xs = [rng.randint(-500, 500) for _ in range(8)]
+        return CodeTask(f"list_max_diff-{i}", kind,
+                        f"Given the list {xs}, what is the largest value minus the smallest value?", max(xs) - min(xs))
+    if kind == "powmod":
+        a, b, m = rng.randint(2, 99), rng.randint(20, 200), rng.randint(7, 997)
+        return CodeTask(f"powmod-{i}", kind, f"What is the remainder when {a}^{b} is divided by {m}?", pow(a, b, m))
+    if kind == "primes":
+        n = rng.randint(100, 5000)
+        return CodeTask(f"primes-{i}", kind, f"How many prime numbers are less than {n}?", _primes_below(n))
+    if kind == "reverse":
+        word = rng.choice(_WORDS) + rng.choice(_WORDS)
+        return CodeTask(f"reverse-{i}", kind, f"What is the string '{word}' written backwards?", word[::-1])
+    raise ValueError(kind)
+
+
+KINDS = ("multiply", "count", "sum_squares", "list_max_diff", "powmod", "primes", "reverse")
+
+
+def make_code_tasks(n: int = 35, seed: int = 0) -> list[CodeTask]:
+    """``n`` tasks cycling through the kinds, reproducible for a seed."""
+    rng = random.Random(seed)
+    return [_one(rng, KINDS[i % len(KINDS)], i) for i in range(n)]
+
+
+def check_code_answer(prediction: Any, gold: Any) -> bool:
+    """Exact match, tolerant of type and surrounding quotes/whitespace ("42" == 42)."""
+    if prediction is None:
+        return False
+    if isinstance(gold, int) and not isinstance(gold, bool):
+        try:
+            value = float(str(prediction).strip().strip("'\"").replace(",", ""))
+        except ValueError:
+            return False
+        return value == gold
+    return str(prediction).strip().strip("'\"") == str(gold)
