@@ -20,7 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-BACKENDS = ("bm25", "dense", "hybrid")
+# (row label, backend, search options): "hybrid-rrf" is plain fusion, "hybrid" adds title links.
+RUNS = (
+    ("bm25", "bm25", {}),
+    ("dense", "dense", {}),
+    ("hybrid-rrf", "hybrid", {"link_seeds": 0}),
+    ("hybrid", "hybrid", {}),
+)
 KS = (1, 5, 10)
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,6 +107,8 @@ def plot(rows: dict[str, dict[str, float]], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from tinyact.tools.retrieval import RetrievalConfig
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=None, help="HotpotQA folder (default ../shared/data/hotpotqa-distractor)")
     parser.add_argument("--index", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "tinyact-bench-hotpot")
@@ -108,10 +116,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--latency-queries", type=int, default=300)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--rrf-k", type=int, default=None)
-    parser.add_argument("--dense-weight", type=float, default=None)
-    parser.add_argument("--bm25-weight", type=float, default=None)
-    parser.add_argument("--fusion-depth", type=int, default=None)
+    defaults = RetrievalConfig()
+    parser.add_argument("--rrf-k", type=int, default=defaults.rrf_k)
+    parser.add_argument("--dense-weight", type=float, default=defaults.dense_weight)
+    parser.add_argument("--bm25-weight", type=float, default=defaults.bm25_weight)
+    parser.add_argument("--fusion-depth", type=int, default=defaults.fusion_depth)
+    parser.add_argument("--link-seeds", type=int, default=defaults.link_seeds)
     parser.add_argument("--plot", type=Path, default=REPO / "bench" / "results" / "retrieval.png")
     parser.add_argument("--json", type=Path, default=None, help="Also write the numbers here.")
     args = parser.parse_args(argv)
@@ -135,19 +145,22 @@ def main(argv: list[str] | None = None) -> None:
     manifest = json.loads((args.index / "manifest.json").read_text())
     build_s["hybrid"] = manifest["build_seconds"]
     build_s["dense"] = build_s["hybrid"] - build_s["bm25"]  # the hybrid build is dense + BM25
-    options = {k: v for k, v in {"rrf_k": args.rrf_k, "dense_weight": args.dense_weight,
-                                 "bm25_weight": args.bm25_weight, "fusion_depth": args.fusion_depth}.items() if v is not None}
+    options = {"rrf_k": args.rrf_k, "dense_weight": args.dense_weight, "bm25_weight": args.bm25_weight,
+               "fusion_depth": args.fusion_depth, "link_seeds": args.link_seeds}
     index = Index.load(args.index, **options)
     questions = load_questions(data)
     queries = [q["question"] for q in questions]
     console.print(f"{len(index)} passages, {len(questions)} questions; model {manifest['model']['name']}; "
                   f"rrf_k={index.config.rrf_k} weights dense/bm25={index.config.dense_weight}/{index.config.bm25_weight} "
-                  f"depth={index.config.fusion_depth}")
+                  f"depth={index.config.fusion_depth} link_seeds={index.config.link_seeds}; "
+                  f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     rows: dict[str, dict[str, float]] = {}
-    for backend in BACKENDS:
-        hits = index.batch_search(queries, 10, backend=backend)
-        rows[backend] = {**recall(hits, questions), "build_s": build_s[backend],
-                         **latency(index, queries[: args.latency_queries], backend, args.batch)}
+    for label, backend, extra in RUNS:
+        run = Index.load(args.index, **{**options, **extra})
+        run._embedder = index.embedder  # one encoder for all runs
+        hits = run.batch_search(queries, 10, backend=backend)
+        rows[label] = {**recall(hits, questions), "build_s": build_s[backend],
+                       **latency(run, queries[: args.latency_queries], backend, args.batch)}
     table = Table(title="Retrieval on HotpotQA-distractor (question as query)")
     for col in ("backend", "R@1", "R@5", "R@10", "both@5", "both@10", "build s", "p50 ms", "p99 ms", f"batch{args.batch} ms/q"):
         table.add_column(col, justify="right" if col != "backend" else "left")

@@ -141,7 +141,7 @@ def test_hybrid_ranks_passages_only_one_backend_finds(hybrid_index: Index, small
     encoder = hybrid_index.embedder
     """Over the small corpus's own questions, fusing the top 5 of each: gold passages that only
     dense (or only BM25) retrieves still make the hybrid top 10."""
-    hybrid_index = Index.load(hybrid_index.folder, fusion_depth=5)
+    hybrid_index = Index.load(hybrid_index.folder, fusion_depth=5, link_seeds=0)
     hybrid_index._embedder = encoder  # the same model; spare a second load
     depth = 5
     questions = [r["question"] for r in small_records]
@@ -201,5 +201,26 @@ def test_auto_kind_follows_corpus_size() -> None:
 
 def test_manifest_is_json_with_the_build_parameters(hybrid_index: Index) -> None:
     m = json.loads((hybrid_index.folder / "manifest.json").read_text())
-    assert m["config"]["rrf_k"] == 60 and m["config"]["backend"] == "hybrid"
+    assert m["config"]["rrf_k"] == 10 and m["config"]["backend"] == "hybrid"
     assert m["build_seconds"] > 0
+
+
+def test_title_links_find_the_second_hop(hybrid_index: Index) -> None:
+    """A bridge question: the album passage names the band, whose passage holds the answer."""
+    question = 'The band who released the debut album "Tinted Windows" had their first performance in what city?'
+    plain = Index.load(hybrid_index.folder, link_seeds=0)
+    plain._embedder = hybrid_index.embedder
+    linked = [h.title for h in hybrid_index.search(question, 5)]
+    assert {"Tinted Windows (album)", "Tinted Windows (band)"} <= set(linked)
+    assert linked[0] == plain.search(question, 1)[0].title  # links never displace the top passage
+    scores = [h.score for h in hybrid_index.search(question, 5)]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_title_table_mentions() -> None:
+    from tinyact.tools.retrieval.links import TitleTable, normalize_title
+
+    assert normalize_title("Tinted Windows (band)") == "tinted windows"
+    table = TitleTable(["Tinted Windows (band)", "Tulsa, Oklahoma", "Tinted", "Cain's Ballroom"])
+    assert table.mentions("They played Cain's Ballroom in Tulsa, Oklahoma; Tinted Windows too.") == [3, 1, 0]
+    assert table.mentions("") == []

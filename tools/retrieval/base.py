@@ -85,10 +85,14 @@ class RetrievalConfig:
     stemmer: str | None = "english"  # PyStemmer language, or None
     stopwords: str | None = "en"
     title_weight: int = 2  # the title is indexed this many times for BM25
-    rrf_k: int = 60  # reciprocal-rank-fusion constant
-    dense_weight: float = 1.0
+    # Hybrid search. Defaults tuned on HotpotQA-distractor (bench/retrieval.py).
+    rrf_k: int = 10  # reciprocal-rank-fusion constant
+    dense_weight: float = 0.5
     bm25_weight: float = 1.0
     fusion_depth: int = 100  # hits taken from each backend before fusion
+    link_seeds: int = 3  # hybrid: titles mentioned in the top this-many passages join the fusion; 0 = off
+    link_weight: float = 1.0  # RRF weight of that title-link list
+    link_query: bool = True  # titles mentioned in the query itself join the link list too
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -107,6 +111,10 @@ class RetrievalConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}: must be an integer >= 1 or None; got {value!r}")
+        if not isinstance(self.link_seeds, int) or self.link_seeds < 0:
+            raise ConfigError(f"link_seeds: must be an integer >= 0; got {self.link_seeds!r}")
+        if self.link_weight < 0:
+            raise ConfigError(f"link_weight: must be >= 0; got {self.link_weight}")
         if not isinstance(self.title_weight, int) or self.title_weight < 0:
             raise ConfigError(f"title_weight: must be an integer >= 0; got {self.title_weight!r}")
         if self.bm25_k1 <= 0:

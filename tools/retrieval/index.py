@@ -39,13 +39,17 @@ from tinyact.tools.retrieval.base import (
 from tinyact.tools.retrieval.corpus import CorpusFormat, CorpusLineWarning, OnError, corpus_files, read_corpus
 from tinyact.tools.retrieval.embed import Embedder, passage_text
 from tinyact.tools.retrieval.fusion import rrf
+from tinyact.tools.retrieval.links import TitleTable
 from tinyact.tools.retrieval.store import DocStore, StoreWriter
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 _EMBED_CHUNK = 2048  # passages per encode() call while building
 # Fields a loaded index may change: they only affect searching.
-SEARCH_FIELDS = frozenset({"rrf_k", "dense_weight", "bm25_weight", "fusion_depth", "ef_search", "nprobe", "batch_size"})
+SEARCH_FIELDS = frozenset({
+    "rrf_k", "dense_weight", "bm25_weight", "fusion_depth", "link_seeds", "link_weight", "link_query",
+    "ef_search", "nprobe", "batch_size",
+})
 
 CorpusLike = str | Path | Sequence[str | Path] | Iterable[Document]
 
@@ -263,6 +267,7 @@ class Index:
         if manifest.get("bm25"):
             self._bm25 = bm25.BM25Searcher(folder / manifest["bm25"]["dir"], config, mmap=mmap)
         self._embedder: Embedder | None = None
+        self._titles: TitleTable | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -334,14 +339,41 @@ class Index:
             elif use == "bm25":
                 rows = bm25_hits[i][:k]  # type: ignore[index]
             else:
-                rows = rrf(
-                    [[r for r, _ in dense_hits[i]], [r for r, _ in bm25_hits[i]]],  # type: ignore[index]
-                    [self.config.dense_weight, self.config.bm25_weight],
-                    k,
-                    self.config.rrf_k,
-                )
+                rows = self._fuse(queries[i], dense_hits[i], bm25_hits[i], k)  # type: ignore[index]
             results.append([ScoredDocument(self.store.row(r), float(s)) for r, s in rows])
         return results
+
+    def _fuse(self, query: str, dense_hits: list[tuple[int, float]], bm25_hits: list[tuple[int, float]], k: int) -> list[tuple[int, float]]:
+        """RRF of the dense and BM25 rankings; with `link_seeds`, a second hop over title links."""
+        c = self.config
+        lists = [[r for r, _ in dense_hits], [r for r, _ in bm25_hits]]
+        weights = [c.dense_weight, c.bm25_weight]
+        first = rrf(lists, weights, max(k, c.fusion_depth), c.rrf_k)
+        if not c.link_seeds or c.link_weight == 0 or not first:
+            return first[:k]
+        seeds = [r for r, _ in first[: c.link_seeds]]
+        mentioned = self.titles.mentions(query) if c.link_query else []
+        for row in seeds:
+            mentioned.extend(self.titles.mentions(self.store.row(row).text))
+        first_score = dict(first)
+        seed_set = set(seeds)
+        linked = [r for r in dict.fromkeys(mentioned) if r not in seed_set]
+        linked.sort(key=lambda r: -first_score.get(r, 0.0))  # stable: unscored keep mention order
+        fused = rrf([*lists, linked], [*weights, c.link_weight], k + 1, c.rrf_k)
+        # The first ranking's top passage keeps rank 1: links find second hops, not first ones.
+        top_row, top_score = first[0]
+        rest = [(r, s) for r, s in fused if r != top_row]
+        best = max([top_score, *(s for _, s in rest[:1])])
+        return [(top_row, best), *rest][:k]
+
+    @property
+    def titles(self) -> TitleTable:
+        """Normalized title -> rows, built on first use from titles.txt."""
+        if self._titles is None:
+            with self._lock:
+                if self._titles is None:
+                    self._titles = TitleTable(self.store.titles())
+        return self._titles
 
     def search_vectors(self, vectors: np.ndarray, k: int = 3) -> list[list[ScoredDocument]]:
         """Dense search with query vectors you embedded yourself (shape (n, dim))."""

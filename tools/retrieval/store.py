@@ -3,6 +3,7 @@
     docs.jsonl    one {"id","title","text"} object per row, in index order
     offsets.npy   int64[n + 1]: byte offset of each row in docs.jsonl (memory-mapped)
     ids.txt       the ids, one a line; only read when ids are not simply "0".."n-1"
+    titles.txt    the titles, one a line (for title links)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from tinyact.errors import RetrievalError
 from tinyact.tools.retrieval.base import Document
 
-DOCS, OFFSETS, IDS = "docs.jsonl", "offsets.npy", "ids.txt"
+DOCS, OFFSETS, IDS, TITLES = "docs.jsonl", "offsets.npy", "ids.txt", "titles.txt"
 
 
 class StoreWriter:
@@ -28,6 +29,7 @@ class StoreWriter:
         self.folder = folder
         self._docs = (folder / DOCS).open("wb")
         self._ids = (folder / IDS).open("w", encoding="utf-8")
+        self._titles = (folder / TITLES).open("w", encoding="utf-8")
         self._offsets: list[int] = [0]
         self._sha = hashlib.sha256()
         self._ids_are_rows = True
@@ -50,6 +52,7 @@ class StoreWriter:
         self._docs.write(data)
         self._sha.update(data)
         self._ids.write(doc.id + "\n")
+        self._titles.write(" ".join(doc.title.splitlines()) + "\n")
         self._offsets.append(self._offsets[-1] + len(data))
 
     def extend(self, docs: Iterable[Document]) -> None:
@@ -59,6 +62,7 @@ class StoreWriter:
     def close(self) -> tuple[int, str, bool]:
         self._docs.close()
         self._ids.close()
+        self._titles.close()
         np.save(self.folder / OFFSETS, np.asarray(self._offsets, dtype=np.int64))
         self._seen.clear()
         return len(self._offsets) - 1, self._sha.hexdigest(), self._ids_are_rows
@@ -98,6 +102,17 @@ class DocStore:
             with (self.folder / IDS).open(encoding="utf-8") as f:
                 self._row_of = {line.rstrip("\n"): n for n, line in enumerate(f)}
         return self._row_of[doc_id]
+
+    def titles(self) -> Iterator[str]:
+        """Every row's title, in order (from titles.txt, else from the documents)."""
+        path = self.folder / TITLES
+        if path.is_file():
+            with path.open(encoding="utf-8") as f:
+                for line in f:
+                    yield line.rstrip("\n")
+        else:
+            for doc in self:
+                yield doc.title
 
     def get(self, doc_id: str) -> Document:
         """The document with this id; KeyError when there is none."""
