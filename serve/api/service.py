@@ -320,6 +320,8 @@ class RunService:
 
     def _drive(self, handle: RunHandle, options: dict[str, Any]) -> None:
         assert self.store is not None
+        if self._closing:
+            return
         self.store.set_status(handle.id, "running")
         try:
             agent = Agent(self.engine, tools=self._tools_for(handle.request), sandbox=self.sandbox,
