@@ -393,7 +393,7 @@ class Worker:
             self.fork_count += 1
             tag = f"f{os.getpid()}-{self.fork_count}"
             try:
-                pid = os.fork()
+                pid = _fork_retrying(self._reap)
             except OSError as e:
                 a.close()
                 b.close()
@@ -731,6 +731,20 @@ def _warm_up() -> None:
         ast.literal_eval("1")
     except Exception:  # noqa: BLE001
         pass
+
+
+def _fork_retrying(reap, tries: int = 50) -> int:
+    """os.fork(), retried briefly on EAGAIN: processes that were just told to
+    end (closed sessions) still count against RLIMIT_NPROC for a moment."""
+    for i in range(tries):
+        try:
+            return os.fork()
+        except BlockingIOError:
+            if i == tries - 1:
+                raise
+            reap()  # closed forks are zombies until reaped, and zombies count
+            time.sleep(0.02)
+    raise AssertionError("unreachable")
 
 
 def _dead(pid: int) -> bool:

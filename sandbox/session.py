@@ -245,7 +245,16 @@ class Session:
             for new_chan, info in made:
                 self._sandbox.acquire()
                 out.append(Session(new_chan, self._sandbox, limits=self.limits, tools=self.tools, info=info))
-            return out
+        if len(out) < n:
+            for f in out:
+                f.close()
+            raise SandboxError(
+                f"only {len(out)} of {n} forks could be made (process limit {self.limits.processes}: "
+                "each session uses 2 processes; raise Limits.processes or close sessions)",
+                code=SandboxErrorCode.PROTOCOL,
+                retryable=True,
+            )
+        return out
 
     def adopt(self, fork: Session) -> None:
         """Make `fork` (a fork of this session) this session's state; the old state ends.

@@ -245,3 +245,14 @@ def test_fork_many_gives_independent_sessions(session):
             f.close()
     with pytest.raises(ValueError):
         session.fork_many(0)
+
+
+def test_fork_beyond_the_process_limit_fails_cleanly(backend):
+    with open_backend(backend, limits=Limits(processes=12, timeout_s=5)) as s:
+        s.execute("v = 1")
+        with pytest.raises(SandboxError, match="forks could be made"):
+            s.fork_many(20)
+        assert s.execute("v").value == "1"  # the session is fine
+        f = s.fork()  # and forks again once the failed ones are gone
+        assert f.execute("v").value == "1"
+        f.close()

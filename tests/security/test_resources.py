@@ -19,8 +19,8 @@ ATTACKS = {
     "sleep forever": ("import time\ntime.sleep(10**9)", {"TimeoutError"}, 6),
     "memory bomb": (
         "def grab():\n    hog = []\n    while True:\n        hog.append(bytearray(10**7))\ngrab()",
-        {"MemoryError", "KilledError"},
-        6,
+        {"MemoryError", "KilledError", "TimeoutError"},  # a timeout only on a starved machine
+        8,
     ),
     "huge allocation": ("x = bytearray(8 * 1024**3)", {"MemoryError"}, 6),
     "fork bomb": ("import os\nwhile True:\n    os.fork()", {"BlockingIOError", "TimeoutError"}, 8),
@@ -32,10 +32,10 @@ ATTACKS = {
     "disk fill": (
         "chunk = b'x' * 2**20\ni = 0\nwhile True:\n    with open(f'/scratch/fill{i}', 'wb') as f:\n"
         "        for _ in range(8):\n            f.write(chunk)\n    i += 1",
-        {"OSError"},
-        6,
+        {"OSError", "TimeoutError"},
+        8,
     ),
-    "one huge file": ("f = open('/scratch/big', 'wb')\nwhile True:\n    f.write(b'x' * 2**20)", {"OSError"}, 6),
+    "one huge file": ("f = open('/scratch/big', 'wb')\nwhile True:\n    f.write(b'x' * 2**20)", {"OSError"}, 8),
     "giant print": ("print('y' * 10**7)", {None}, 6),
     "endless print": ("while True:\n    print('z' * 1000)", {"TimeoutError", "CPUTimeLimitError", "KilledError"}, 6),
     "deep recursion": ("def f(n):\n    return f(n + 1)\nf(0)", {"RecursionError"}, 6),
