@@ -255,14 +255,15 @@ def serve(
             db=db, api_keys=read_api_keys(api_keys_file), on_restart=on_restart,  # type: ignore[arg-type]
             max_active_per_key=max_active_per_key, max_queued_per_key=max_queued_per_key,
             default_max_steps=max_steps, max_steps_limit=max_steps_limit, max_samples=max_samples,
-            run_timeout=run_timeout, sandbox=sandbox,
+            run_timeout=run_timeout, sandbox=sandbox, engine_parallel=8 if engine_url else 1,
         )
     except TinyactError as e:
         raise fail(str(e)) from None
-    name = model or (engine_url and "tinyact") or default_model()
-    if engine_url:
-        loader = lambda: load_engine(engine_url, engine="openai")  # noqa: E731
+    if engine_url:  # the served name from --model, else the server's first model
+        name = model
+        loader = lambda: load_engine(model or engine_url, engine="openai", base_url=engine_url)  # noqa: E731
     else:
+        name = model or default_model()
         loader = lambda: load_engine(name, engine=engine)  # noqa: E731
     if not config.api_keys and host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/] no API key configured: binding {host} but serving loopback clients only")

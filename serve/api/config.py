@@ -40,12 +40,19 @@ class ServerConfig:
     """auto | process | docker: one sandbox per run, closed when the run ends."""
     retry_after: int = 2
     """Seconds suggested by ``Retry-After`` on 429."""
+    batch_max: int = 32
+    """Most conversations the BatchingEngine merges into one engine call."""
+    batch_window_ms: float = 5.0
+    """How long a proposal waits for others to join its engine call."""
+    engine_parallel: int = 1
+    """Engine calls in flight at once: 1 for in-process engines (transformers,
+    offline vLLM), more for an HTTP model server (``vllm serve``)."""
     agent_options: dict = field(default_factory=dict)
     """Other ``AgentConfig`` fields for every run (prompt, max_tokens, ...)."""
 
     def __post_init__(self) -> None:
         for name in ("max_active_per_key", "max_body_bytes", "default_max_steps", "max_steps_limit",
-                     "default_samples", "max_samples", "retry_after"):
+                     "default_samples", "max_samples", "retry_after", "batch_max", "engine_parallel"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_queued_per_key < 0:

@@ -91,7 +91,8 @@ class RunService:
         self._loader = None if hasattr(engine, "generate") else engine
         self._given_engine = engine if self._loader is None else None
         self.engine: Engine | None = None
-        self.model_name = model_name or (_engine_model(engine) if self._loader is None else None) or "tinyact"
+        self._named = model_name
+        self.model_name = model_name or (_engine_model(engine) if self._loader is None else None) or "loading"
         self.batch = batch
         self.sandbox = sandbox or self.config.sandbox
         self.metrics = Metrics()
@@ -382,7 +383,10 @@ class RunService:
         if self.batch:
             from tinyact.serve.engines.batching import BatchingEngine
 
-            engine = BatchingEngine(engine)
+            cfg = self.config
+            engine = BatchingEngine(engine, max_batch=cfg.batch_max, window_ms=cfg.batch_window_ms,
+                                    parallel=cfg.engine_parallel)
+        self.model_name = self._named or _engine_model(engine) or "tinyact"
         self.engine = engine
         self._ready.set()
 
