@@ -156,8 +156,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     rows: dict[str, dict[str, float]] = {}
     for label, backend, extra in RUNS:
-        run = Index.load(args.index, **{**options, **extra})
-        run._embedder = index.embedder  # one encoder for all runs
+        run = Index.load(args.index, embedder=index.embedder, **{**options, **extra})  # one encoder for all
         hits = run.batch_search(queries, 10, backend=backend)
         rows[label] = {**recall(hits, questions), "build_s": build_s[backend],
                        **latency(run, queries[: args.latency_queries], backend, args.batch)}

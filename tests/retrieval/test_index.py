@@ -138,11 +138,10 @@ def test_bm25_query_with_no_known_word_returns_nothing(bm25_index: Index) -> Non
 
 
 def test_hybrid_ranks_passages_only_one_backend_finds(hybrid_index: Index, small_records: list[dict]) -> None:
-    encoder = hybrid_index.embedder
+    encoder = hybrid_index.embedder  # the same model for the reloaded index: spare a second load
     """Over the small corpus's own questions, fusing the top 5 of each: gold passages that only
     dense (or only BM25) retrieves still make the hybrid top 10."""
-    hybrid_index = Index.load(hybrid_index.folder, fusion_depth=5, link_seeds=0)
-    hybrid_index._embedder = encoder  # the same model; spare a second load
+    hybrid_index = Index.load(hybrid_index.folder, fusion_depth=5, link_seeds=0, embedder=encoder)
     depth = 5
     questions = [r["question"] for r in small_records]
     dense = hybrid_index.batch_search(questions, depth, backend="dense")
@@ -208,8 +207,7 @@ def test_manifest_is_json_with_the_build_parameters(hybrid_index: Index) -> None
 def test_title_links_find_the_second_hop(hybrid_index: Index) -> None:
     """A bridge question: the album passage names the band, whose passage holds the answer."""
     question = 'The band who released the debut album "Tinted Windows" had their first performance in what city?'
-    plain = Index.load(hybrid_index.folder, link_seeds=0)
-    plain._embedder = hybrid_index.embedder
+    plain = Index.load(hybrid_index.folder, link_seeds=0, embedder=hybrid_index.embedder)
     linked = [h.title for h in hybrid_index.search(question, 5)]
     assert {"Tinted Windows (album)", "Tinted Windows (band)"} <= set(linked)
     assert linked[0] == plain.search(question, 1)[0].title  # links never displace the top passage

@@ -23,7 +23,7 @@ _EXPORTS: dict[str, str] = {
     "RetrievalConfig": "tinyact.tools.retrieval.base",
     "Retriever": "tinyact.tools.retrieval.tool",
     "ScoredDocument": "tinyact.tools.retrieval.base",
-    "build_index": "tinyact.tools.retrieval.index",
+    "build_index": "tinyact.tools.retrieval.build",
     "create_app": "tinyact.tools.retrieval.server",
     "format_hits": "tinyact.tools.retrieval.tool",
     "open_index": "tinyact.tools.retrieval.index",
@@ -52,7 +52,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from tinyact.tools.retrieval.base import Document, RetrievalConfig, ScoredDocument
     from tinyact.tools.retrieval.corpus import CorpusLineWarning, read_corpus
     from tinyact.tools.retrieval.embed import Embedder
-    from tinyact.tools.retrieval.index import Index, build_index, open_index
+    from tinyact.tools.retrieval.build import build_index
+    from tinyact.tools.retrieval.index import Index, open_index
     from tinyact.tools.retrieval.remote import RemoteRetriever
     from tinyact.tools.retrieval.server import create_app, serve
     from tinyact.tools.retrieval.tool import Retriever, format_hits, search_tool

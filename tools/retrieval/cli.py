@@ -35,7 +35,7 @@ def build(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Build an index folder from a corpus."""
-    from tinyact.tools.retrieval.index import build_index
+    from tinyact.tools.retrieval.build import build_index
 
     try:
         index = build_index(

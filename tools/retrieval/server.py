@@ -57,7 +57,7 @@ def serve(index: Index, *, host: str = "127.0.0.1", port: int = 8000, log_level:
     """Serve `index` until interrupted (blocks)."""
     import uvicorn
 
-    if index._dense is not None:  # load the encoder now, not on the first request
+    if index.has_dense:  # load the encoder now, not on the first request
         _ = index.embedder
     uvicorn.run(create_app(index, **options), host=host, port=port, log_level=log_level)
 
