@@ -79,3 +79,40 @@ def test_cli_build_search_info_and_errors(tmp_path: Path, small_corpus: Path) ->
         r = runner.invoke(app, args)
         assert r.exit_code == 1, (args, r.output)
         assert r.output.strip().splitlines()[-1].startswith(message), r.output
+
+
+@needs_shared
+def test_cli_serve_answers_search_r1_requests(tmp_path: Path, small_corpus: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    out = tmp_path / "ix"
+    assert CliRunner().invoke(app, ["build", str(small_corpus), "--out", str(out), "--backend", "bm25", "-q"]).exit_code == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = "from tinyact.cli import main; main()"
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-c", code, "index", "serve", str(out), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONSAFEPATH": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.post(f"http://127.0.0.1:{port}/retrieve", json={"queries": ["Tinted Windows"], "topk": 2})
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        result = r.json()["result"]
+        assert len(result[0]) == 2 and result[0][0]["contents"].startswith('"Tinted Windows')
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -25,7 +25,7 @@ from tinyact.tools.retrieval.embed import Embedder, passage_text
 from tinyact.tools.retrieval.index import FORMAT_VERSION, MANIFEST, Index, make_embedder
 from tinyact.tools.retrieval.store import DocStore, StoreWriter
 
-_EMBED_CHUNK = 2048  # passages per encode() call while building
+_EMBED_CHUNK = 512  # passages per encode() call while building (and per progress step)
 
 CorpusLike = str | Path | Sequence[str | Path] | Iterable[Document]
 
