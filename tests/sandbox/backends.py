@@ -14,7 +14,9 @@ import pytest
 
 from tinyact.sandbox import Limits, Session, open_session
 
-BACKENDS = ["process", pytest.param("docker", marks=pytest.mark.docker)]
+# docker is also "slow": the first test may start dockerd and build the image (minutes).
+DOCKER = pytest.param("docker", marks=[pytest.mark.docker, pytest.mark.slow])
+BACKENDS = ["process", DOCKER]
 
 # Small limits keep the resource tests fast; each test may pass its own.
 TEST_LIMITS = Limits(memory_mb=256, cpu_s=5, timeout_s=5, processes=48, scratch_mb=64, file_size_mb=16)

@@ -87,6 +87,7 @@ def test_process_sandbox_dies_with_its_host(isolation):
 
 
 @pytest.mark.docker
+@pytest.mark.slow
 def test_docker_container_is_removed_after_host_crash():
     reason = docker_skip_reason()
     if reason:
@@ -111,6 +112,7 @@ def test_docker_container_is_removed_after_host_crash():
 
 
 @pytest.mark.docker
+@pytest.mark.slow
 def test_docker_orphans_are_swept():
     reason = docker_skip_reason()
     if reason:
