@@ -271,6 +271,37 @@ def serve(
     uvicorn.run(create_app(service), host=host, port=port, timeout_graceful_shutdown=5, log_level="info")
 
 
+@app.command("serve-model")
+def serve_model(
+    name: Annotated[str, typer.Argument(help="Catalog name or model folder.")],
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server to be ready.")] = 900.0,
+) -> None:
+    """Serve a model with vLLM's OpenAI-compatible server (CPU or GPU) until Ctrl-C."""
+    from tinyact.errors import TinyactError
+    from tinyact.serve.model_server import start_model_server
+
+    try:
+        server = start_model_server(name, port=port, host=host)
+    except (TinyactError, ImportError) as e:
+        raise fail(str(e)) from None
+    try:
+        err.print(f"[dim]starting vLLM for {name} (pid {server.process.pid}); waiting until it is ready...[/]")
+        url = server.wait_ready(timeout)
+        console.print(f"ready: {url}  (model {name!r}; use --engine openai with TINYACT_ENGINE_URL={url})")
+        code = server.process.wait()
+    except TinyactError as e:
+        server.stop()
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        err.print("stopping the server")
+        server.stop()
+        raise typer.Exit(130) from None
+    if code != 0:
+        raise fail(f"the vLLM server exited with code {code}", code)
+
+
 def main() -> None:
     try:
         app()
