@@ -52,6 +52,38 @@ SANDBOX_ENV = {
     "PYTHONIOENCODING": "utf-8",
 }
 START_TIMEOUT_S = 30.0
+TMP_PREFIX = "tinyact-sandbox-"  # + owner pid + "-" + random: host-side files of one sandbox
+
+
+def _tmp_root() -> str:
+    """Where host-side sandbox files go: the temp dir, if uid 65534 can reach it."""
+    candidates = [tempfile.gettempdir(), "/tmp", "/dev/shm", "/var/tmp"]
+    if os.geteuid() != 0:
+        return candidates[0]
+    for cand in candidates:
+        p = Path(cand)
+        try:
+            if p.is_dir() and all(q.stat().st_mode & 0o001 for q in (p, *p.parents)):
+                return str(p)
+        except OSError:
+            continue
+    return candidates[0]
+
+
+def _sweep_tmp_dirs() -> None:
+    """Remove the host-side temp dirs of sandboxes whose owner process died."""
+    root = Path(_tmp_root())
+    try:
+        entries = list(root.glob(f"{TMP_PREFIX}*"))
+    except OSError:
+        return
+    for path in entries:
+        try:
+            pid = int(path.name[len(TMP_PREFIX) :].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _sandbox_python() -> str:
@@ -182,7 +214,8 @@ class ProcessSandbox:
         self.limits = limits
         self._refs = 0
         self._lock = threading.Lock()
-        self._tmp: str | None = tempfile.mkdtemp(prefix="tinyact-sandbox-")
+        _sweep_tmp_dirs()
+        self._tmp: str | None = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=_tmp_root())
         os.chmod(self._tmp, 0o755)
         self._log = open(os.path.join(self._tmp, "worker.log"), "wb")  # noqa: SIM115
         lib = os.path.join(self._tmp, "lib")

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +138,30 @@ def test_docker_orphans_are_swept():
         except docker.errors.NotFound:
             pass
         client.close()
+
+
+def test_temp_dirs_of_dead_hosts_are_swept(tmp_path, monkeypatch):
+    import tempfile
+
+    from tinyact.sandbox import open_session
+    from tinyact.sandbox.process import TMP_PREFIX
+
+    # pytest's tmp_path is private to root (0700): the sandbox must cope and use /tmp
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with open_session() as s:
+        assert s.execute("1 + 1").value == "2"
+    if os.geteuid() == 0:
+        tmp_path = Path(tempfile.mkdtemp(dir="/tmp"))
+        tmp_path.chmod(0o755)
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    stale = tmp_path / f"{TMP_PREFIX}2147483647-abc"  # a pid that does not exist
+    stale.mkdir()
+    mine = tmp_path / f"{TMP_PREFIX}{os.getpid()}-keep"
+    mine.mkdir()
+    with open_session() as s:
+        s.execute("1")
+    assert not stale.exists() and mine.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name not in (mine.name,)]  # its own dir is gone too
+    mine.rmdir()
+    if str(tmp_path).startswith("/tmp/"):
+        tmp_path.rmdir()
