@@ -67,7 +67,7 @@ class RetrievalConfig:
 
     backend: Backend = "hybrid"
     model: str = DEFAULT_MODEL  # catalog name or a local sentence-transformers folder
-    # "" = chosen from the model (e5 folders get "query: "/"passage: ").
+    # None = chosen from the model name (e5 models get "query: " / "passage: "); "" = none.
     query_prefix: str | None = None
     passage_prefix: str | None = None
     batch_size: int = 64  # embedding batch size

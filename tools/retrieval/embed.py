@@ -31,7 +31,7 @@ def resolve_model(name: str) -> Path:
 
 def default_prefixes(model: str) -> tuple[str, str]:
     """(query_prefix, passage_prefix) a model was trained with; e5 models need them."""
-    if "e5" in Path(model).name.lower() or "e5" in model.lower().split("/")[-1]:
+    if "e5" in Path(model.rstrip("/")).name.lower():
         return "query: ", "passage: "
     return "", ""
 
@@ -50,7 +50,7 @@ class Embedder:
     ) -> None:
         self.name = model
         self.path = resolve_model(model)
-        q, p = default_prefixes(str(self.path) if Path(model).is_dir() else model)
+        q, p = default_prefixes(model)
         self.query_prefix = q if query_prefix is None else query_prefix
         self.passage_prefix = p if passage_prefix is None else passage_prefix
         self.batch_size = batch_size
