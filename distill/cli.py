@@ -1,0 +1,90 @@
+"""`tinyact distill ...`: the pipeline's stages, one command each, and `all` from one config file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Distill a teacher agent into a small student (prefixes, collect, filter, sft-data, "
+                       "train, export, all).", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="Distillation config (YAML), e.g. examples/distill-cpu.yaml.")]
+
+
+def _pipeline(config: Path, workdir: Optional[str] = None) -> object:
+    from tinyact.distill.config import load_config
+    from tinyact.distill.pipeline import Pipeline
+    from tinyact.errors import ConfigError
+
+    try:
+        cfg = load_config(config)
+    except (ConfigError, OSError) as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    if workdir:
+        cfg.workdir = workdir
+    return Pipeline(cfg)
+
+
+def _show(data: object) -> None:
+    console.print_json(json.dumps(data, default=str))
+
+
+WorkdirOpt = Annotated[Optional[str], typer.Option("--workdir", help="Override the config's workdir.")]
+
+
+@app.command()
+def prefixes(config: ConfigArg, workdir: WorkdirOpt = None) -> None:
+    """Teacher CoT answers -> first-thought prefixes (prefixes.jsonl; resumable)."""
+    p = _pipeline(config, workdir)
+    _show({"prefixes": len(p.prefixes()), "file": str(p.paths["prefixes"])})  # type: ignore[attr-defined]
+
+
+@app.command()
+def collect(config: ConfigArg, workdir: WorkdirOpt = None) -> None:
+    """Run the teacher agent on every training question (trajectories.jsonl; resumable)."""
+    _show(_pipeline(config, workdir).collect())  # type: ignore[attr-defined]
+
+
+@app.command("filter")
+def filter_(config: ConfigArg, workdir: WorkdirOpt = None) -> None:
+    """Grade and keep correct, parseable, finished runs (kept.jsonl, filter-report.json)."""
+    _show(_pipeline(config, workdir).filter())  # type: ignore[attr-defined]
+
+
+@app.command("sft-data")
+def sft_data(
+    config: ConfigArg,
+    workdir: WorkdirOpt = None,
+    import_logs: Annotated[Optional[list[str]], typer.Option("--import", help="Also import smolagents-style logs "
+                                                                              "(the paper's released format).")] = None,
+) -> None:
+    """Kept trajectories (and imported logs) -> TRL conversational JSONL (sft.jsonl)."""
+    p = _pipeline(config, workdir)
+    _show({"examples": p.sft_data(import_logs or []), "file": str(p.paths["sft"])})  # type: ignore[attr-defined]
+
+
+@app.command()
+def train(config: ConfigArg, workdir: WorkdirOpt = None) -> None:
+    """Fine-tune the student with TRL (LoRA or full, assistant-only loss; resumes from checkpoints)."""
+    r = _pipeline(config, workdir).train()  # type: ignore[attr-defined]
+    _show({k: v for k, v in r.items() if k != "losses"} | {"first_loss": r["losses"][:1], "last_loss": r["losses"][-1:]})
+
+
+@app.command()
+def export(config: ConfigArg, workdir: WorkdirOpt = None) -> None:
+    """Merge the adapter into a model folder the transformers and vLLM engines load by path."""
+    _show({"merged": _pipeline(config, workdir).export()})  # type: ignore[attr-defined]
+
+
+@app.command("all")
+def all_(config: ConfigArg, workdir: WorkdirOpt = None,
+         force: Annotated[bool, typer.Option(help="Retrain and re-export even when outputs exist.")] = False) -> None:
+    """The whole pipeline from one config file; every stage resumes or skips finished work."""
+    _show(_pipeline(config, workdir).run_all(force=force))  # type: ignore[attr-defined]

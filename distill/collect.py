@@ -1,0 +1,188 @@
+"""Teacher trajectory collection: every question run by the teacher agent, batched, resumable."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tinyact.distill._jsonl import JsonlWriter, iter_lines
+from tinyact.distill.tasks import grade
+
+if TYPE_CHECKING:
+    from tinyact.agents.agent import Agent
+    from tinyact.eval.datasets import Question
+    from tinyact.types import Trajectory
+
+__all__ = ["CollectSummary", "collect_trajectories", "done_question_ids", "summarize_trajectories"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CollectSummary:
+    """What a collection file holds (all runs in it, not only this session's)."""
+
+    questions: int
+    done: int
+    solved: int
+    failed_runs: int = 0
+    """Runs that raised (infrastructure, not the model) in this session; rerun to retry them."""
+    mean_steps: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    """Wall-clock seconds of this session."""
+    end_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        return self.solved / self.done if self.done else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "accuracy": round(self.accuracy, 4)}
+
+
+def done_question_ids(path: str | os.PathLike[str]) -> set[str]:
+    """Question ids that already have a trajectory in ``path``."""
+    return {r["metadata"]["question_id"] for r in iter_lines(path) if "question_id" in r.get("metadata", {})}
+
+
+def _read_trajectories(path: str | os.PathLike[str]) -> list[Trajectory]:
+    from tinyact.types import Trajectory
+
+    out = []
+    for r in iter_lines(path):
+        try:
+            out.append(Trajectory.model_validate(r))
+        except ValueError:
+            continue
+    return out
+
+
+def summarize_trajectories(path: str | os.PathLike[str], questions: int | None = None) -> CollectSummary:
+    """Counts over a trajectories file: done, solved, steps, tokens, end reasons."""
+    trajs = _read_trajectories(path)
+    seen: dict[str, Trajectory] = {}
+    for t in trajs:
+        seen.setdefault(t.metadata.get("question_id", t.id), t)
+    ts = list(seen.values())
+    reasons: dict[str, int] = {}
+    for t in ts:
+        reasons[str(t.end_reason)] = reasons.get(str(t.end_reason), 0) + 1
+    return CollectSummary(
+        questions=questions if questions is not None else len(ts),
+        done=len(ts),
+        solved=sum(bool(t.metadata.get("correct")) for t in ts),
+        mean_steps=round(sum(len(t.steps) for t in ts) / len(ts), 3) if ts else 0.0,
+        prompt_tokens=sum(t.usage.prompt_tokens for t in ts),
+        completion_tokens=sum(t.usage.completion_tokens for t in ts),
+        end_reasons=reasons,
+    )
+
+
+def collect_trajectories(
+    agent: Agent,
+    questions: Sequence[Question],
+    out_path: str | os.PathLike[str],
+    *,
+    prefixes: Mapping[str, str] | None = None,
+    workers: int = 8,
+    progress: bool | Callable[[int, int, int], None] = True,
+) -> CollectSummary:
+    """Run the teacher agent on every question not yet in ``out_path`` and append its trajectory.
+
+    ``workers`` questions run at once, each in its own sandbox session; give the
+    agent a ``BatchingEngine`` so their model calls share engine calls (vLLM
+    then batches many conversations per call). Each finished run is one
+    fsynced line, graded, with ``metadata``: question_id, gold, grader,
+    correct, prefix_used. A kill loses only the runs in flight; rerunning skips
+    done ids and cuts a torn last line.
+
+    Args:
+        agent: The teacher agent (its engine, tools, max_steps, prompt).
+        questions: Training questions (``metadata["grader"]`` picks the checker).
+        out_path: The trajectories JSONL.
+        prefixes: ``{question id: prefix}``; the first step continues the prefix.
+        workers: Questions in flight.
+        progress: Show a progress bar with ETA, or a callback ``(done, total, solved)``.
+
+    Returns:
+        The summary of everything in ``out_path``.
+    """
+    started = time.time()
+    prefixes = prefixes or {}
+    done = done_question_ids(out_path)
+    todo = [q for q in questions if q.id not in done]
+    total = len(questions)
+    failed = 0
+    bar = _Bar(progress, total, len(questions) - len(todo))
+
+    def run_one(q: Question) -> Trajectory:
+        prefix = prefixes.get(q.id)
+        result = agent.run(q.question, prefix=prefix, thread_id=f"{q.id}-{uuid.uuid4().hex[:8]}")
+        t = result.trajectory
+        correct = grade(t.final_answer, q.answer, q.metadata.get("grader", "qa"))
+        t.metadata.update(
+            question_id=q.id, gold=q.answer, grader=q.metadata.get("grader", "qa"),
+            source=q.metadata.get("source", ""), correct=correct, prefix_used=prefix is not None,
+        )
+        return t
+
+    with JsonlWriter(out_path) as w, bar, ThreadPoolExecutor(max(1, workers), thread_name_prefix="collect") as pool:
+        pending: dict[Future, Question] = {}
+        queue = list(todo)
+        while queue or pending:
+            while queue and len(pending) < workers:
+                q = queue.pop(0)
+                pending[pool.submit(run_one, q)] = q
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                q = pending.pop(fut)
+                try:
+                    t = fut.result()
+                except Exception as e:  # an infrastructure failure: log, leave undone, go on
+                    failed += 1
+                    log.warning("question %s failed: %s: %s", q.id, type(e).__name__, e)
+                    continue
+                w.write(t.to_jsonl())
+                bar.advance(bool(t.metadata["correct"]))
+    summary = summarize_trajectories(out_path, total)
+    summary.failed_runs = failed
+    summary.seconds = round(time.time() - started, 1)
+    return summary
+
+
+class _Bar:
+    """A rich progress bar (ETA, solved so far), a callback, or nothing."""
+
+    def __init__(self, progress: bool | Callable[[int, int, int], None], total: int, done: int) -> None:
+        self.progress, self.total, self.done, self.solved = progress, total, done, 0
+        self._p: Any = None
+
+    def __enter__(self) -> _Bar:
+        if self.progress is True:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._p = Progress(TextColumn("collect"), BarColumn(), MofNCompleteColumn(),
+                               TextColumn("solved {task.fields[solved]}"), TextColumn("ETA"), TimeRemainingColumn())
+            self._p.__enter__()
+            self._task = self._p.add_task("collect", total=self.total, completed=self.done, solved=0)
+        return self
+
+    def advance(self, correct: bool) -> None:
+        self.done += 1
+        self.solved += int(correct)
+        if self._p is not None:
+            self._p.update(self._task, advance=1, solved=self.solved)
+        elif callable(self.progress):
+            self.progress(self.done, self.total, self.solved)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._p is not None:
+            self._p.__exit__(*exc)

@@ -1,0 +1,129 @@
+"""The distillation pipeline, stage by stage, over one ``DistillConfig`` and its work folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tinyact.distill.config import DistillConfig
+
+__all__ = ["Pipeline"]
+
+STAGES = ("prefixes", "collect", "filter", "sft-data", "train", "export")
+
+
+class Pipeline:
+    """Runs the stages of a distillation; each reads and writes files in ``config.workdir``.
+
+    Example:
+        >>> p = Pipeline(load_config("examples/distill-cpu.yaml"))   # doctest: +SKIP
+        >>> p.run_all()                                               # doctest: +SKIP
+    """
+
+    def __init__(self, config: DistillConfig, *, progress: bool = True) -> None:
+        self.config = config
+        self.paths = config.paths
+        self.progress = progress
+        Path(config.workdir).mkdir(parents=True, exist_ok=True)
+        self._engine: Any = None
+        self._tools: list[Any] | None = None
+
+    # ------------------------------------------------------------- helpers
+    def questions(self) -> list[Any]:
+        from tinyact.distill.tasks import load_tasks
+
+        return load_tasks(self.config.tasks)
+
+    def teacher_engine(self) -> Any:
+        if self._engine is None:
+            from tinyact.serve.engines import load_engine
+
+            self._engine = load_engine(self.config.teacher, self.config.teacher_engine,
+                                       **self.config.teacher_engine_kwargs)
+        return self._engine
+
+    def tools(self) -> list[Any]:
+        if self._tools is None:
+            self._tools = []
+            if self.config.retrieval_index:
+                from tinyact.tools.retrieval import open_index, search_tool
+
+                self._tools.append(search_tool(open_index(self.config.retrieval_index)))
+        return self._tools
+
+    # -------------------------------------------------------------- stages
+    def prefixes(self) -> dict[str, str]:
+        from tinyact.distill.prefixes import generate_prefixes
+        from tinyact.types import SamplingParams
+
+        c = self.config
+        return generate_prefixes(self.teacher_engine(), self.questions(), self.paths["prefixes"], teacher=c.teacher,
+                                 sampling=SamplingParams(temperature=0.0, max_tokens=c.prefix_max_tokens),
+                                 batch_size=c.batch_size)
+
+    def collect(self) -> dict[str, Any]:
+        from tinyact.agents.agent import Agent
+        from tinyact.distill.collect import collect_trajectories
+        from tinyact.distill.prefixes import load_prefixes
+        from tinyact.serve.engines.batching import BatchingEngine
+
+        c = self.config
+        prefixes = None
+        if c.use_prefix:
+            prefixes = self.prefixes() if not self.paths["prefixes"].exists() else load_prefixes(self.paths["prefixes"])
+        engine = BatchingEngine(self.teacher_engine(), max_batch=c.batch_size, window_ms=50)
+        agent = Agent(engine, tools=self.tools(), prompt=c.teacher_prompt, max_steps=c.max_steps,
+                      max_tokens=c.max_tokens, exec_timeout=c.exec_timeout,
+                      temperature=c.temperature)
+        agent.model_name = c.teacher
+        try:
+            summary = collect_trajectories(agent, self.questions(), self.paths["trajectories"], prefixes=prefixes,
+                                           workers=c.batch_size, progress=self.progress)
+        finally:
+            agent.close()
+            engine.close()
+        data = summary.as_dict()
+        (Path(c.workdir) / "collect-summary.json").write_text(json.dumps(data, indent=2) + "\n")
+        return data
+
+    def filter(self) -> dict[str, Any]:
+        from tinyact.distill.filtering import filter_file
+
+        return filter_file(self.paths["trajectories"], self.paths["kept"], report_path=self.paths["filter_report"],
+                           keep_recovered_errors=self.config.keep_recovered_errors).as_dict()
+
+    def sft_data(self, extra_logs: list[str] = ()) -> int:  # type: ignore[assignment]
+        from tinyact.distill.collect import _read_trajectories
+        from tinyact.distill.sft_data import import_smolagents_logs, student_system_prompt, write_sft_data
+
+        system = student_system_prompt(self.config.student_prompt, self.tools())
+        extra = [ex for p in extra_logs for ex in import_smolagents_logs(p, system_prompt=system)]
+        return write_sft_data(_read_trajectories(self.paths["kept"]), self.paths["sft"], system_prompt=system,
+                              extra=extra)
+
+    def train(self) -> dict[str, Any]:
+        from tinyact.distill.train import train_student
+
+        r = train_student(self.paths["sft"], self.config.student, self.paths["adapter"], self.config.train,
+                          checkpoint_dir=self.paths["checkpoints"])
+        return r.__dict__
+
+    def export(self) -> str:
+        from tinyact.distill.train import export_model
+
+        return str(export_model(self.paths["adapter"], self.paths["merged"]))
+
+    def run_all(self, *, force: bool = False) -> dict[str, Any]:
+        """Every stage in order; train and export are skipped when their output exists (unless ``force``)."""
+        out: dict[str, Any] = {}
+        if self.config.use_prefix:
+            out["prefixes"] = len(self.prefixes())
+        out["collect"] = self.collect()
+        out["filter"] = self.filter()
+        out["sft_examples"] = self.sft_data()
+        if force or not (self.paths["adapter"] / "tinyact-train.json").exists():
+            out["train"] = {k: v for k, v in self.train().items() if k != "losses"}
+        if force or not (self.paths["merged"] / "config.json").exists():
+            out["export"] = self.export()
+        return out
