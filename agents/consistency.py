@@ -88,7 +88,11 @@ def select_candidates(
 
     actions = [parse_action(c.text) for c in completions]
     runnable = [i for i, a in enumerate(actions) if a.ok]
-    forks = {i: session.fork() for i in runnable}
+    # One request for all forks (fork_many) where the backend offers it.
+    made = session.fork_many(len(runnable)) if hasattr(session, "fork_many") and runnable else [
+        session.fork() for _ in runnable
+    ]
+    forks = dict(zip(runnable, made))
 
     def run(i: int) -> tuple[int, ExecResult, float]:
         t = time.perf_counter()
