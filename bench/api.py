@@ -151,7 +151,7 @@ def main() -> None:
                 convs = service.engine.batched_conversations - convs0
                 lat = res["latencies"]
                 table.add_row(
-                    str(clients), str(requests), str(len(res["errors"])), f"{len(lat) / res['wall']:.2f}",
+                    str(clients), str(requests), str(len(res["errors"])), f"{len(lat) / res['wall']:.3g}",
                     f"{percentile(lat, 0.5):.2f}", f"{percentile(lat, 0.99):.2f}",
                     f"{statistics.mean(res['steps']):.1f}" if res["steps"] else "-",
                     f"{convs / calls:.2f}" if calls else "-",
