@@ -114,6 +114,8 @@ def propose(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
 
 def select(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     ctx = runtime.context
+    if ctx.cancelled:  # cancelled while the model was thinking: run nothing
+        return {"pending": None, "end_reason": "cancelled"}
     completions = [Completion.model_validate(c) for c in state["proposals"]]
     session = ctx.sessions.get(state["run_id"], state.get("steps") or [])
     approval = None
