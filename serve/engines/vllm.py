@@ -109,8 +109,9 @@ class VLLMEngine:
         if self.enable_lora:
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank)
         kwargs.update(llm_kwargs)
-        self.llm = LLM(**kwargs)
         self._lora_ids: dict[str, int] = {}
+        self._lora_request(self.lora)  # a wrong adapter folder fails now, not after loading the model
+        self.llm = LLM(**kwargs)
         # LLM.chat drives one engine loop; concurrent callers would interleave its steps.
         self._lock = threading.Lock()
 
