@@ -278,20 +278,37 @@ def serve_model(
     name: Annotated[str, typer.Argument(help="Catalog name or model folder.")],
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    lora: Annotated[Optional[list[str]], typer.Option(help="NAME=FOLDER: serve a LoRA adapter as model NAME.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the server to be ready.")] = 900.0,
 ) -> None:
     """Serve a model with vLLM's OpenAI-compatible server (CPU or GPU) until Ctrl-C."""
+    import signal
+
     from tinyact.errors import TinyactError
     from tinyact.serve.model_server import start_model_server
 
+    adapters = {}
+    for item in lora or []:
+        adapter, sep, folder = item.partition("=")
+        if not (sep and adapter and folder):
+            raise fail(f"--lora takes NAME=FOLDER, got {item!r}")
+        adapters[adapter] = folder
     try:
-        server = start_model_server(name, port=port, host=host)
+        server = start_model_server(name, port=port, host=host, lora_modules=adapters)
     except (TinyactError, ImportError) as e:
         raise fail(str(e)) from None
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)  # `kill` stops the server too, not only Ctrl-C
     try:
         err.print(f"[dim]starting vLLM for {name} (pid {server.process.pid}); waiting until it is ready...[/]")
         url = server.wait_ready(timeout)
-        console.print(f"ready: {url}  (model {name!r}; use --engine openai with TINYACT_ENGINE_URL={url})")
+        console.print(
+            f"ready: {url}  (model {name!r}; use --engine openai with TINYACT_ENGINE_URL={url})",
+            soft_wrap=True, highlight=False,
+        )
         code = server.process.wait()
     except TinyactError as e:
         server.stop()
