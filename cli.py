@@ -317,6 +317,8 @@ def serve_model(
         err.print("stopping the server")
         server.stop()
         raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if code != 0:
         raise fail(f"the vLLM server exited with code {code}", code)
 
