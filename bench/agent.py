@@ -95,12 +95,12 @@ def smolagents_overhead(runs: int, steps: int) -> list[float] | None:
     return per_step
 
 
-def accuracy(model: str, prompts: list[str], n_tasks: int, max_steps: int) -> list[dict]:
+def accuracy(model: str, prompts: list[str], n_tasks: int, max_steps: int, engine_name: str) -> list[dict]:
     from tinyact.agents import Agent
     from tinyact.serve.engines import load_engine
 
     tasks = make_code_tasks(n_tasks)
-    engine = load_engine(model)
+    engine = load_engine(model, engine=engine_name)
     rows = []
     with Progress(*Progress.get_default_columns()[:-1], TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console) as progress:
@@ -129,6 +129,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--tasks", type=int, default=35)
+    parser.add_argument("--engine", default="transformers", help="transformers | vllm")
     parser.add_argument("--max-steps", type=int, default=5)
     parser.add_argument("--prompts", nargs="+", default=["full", "short"])
     parser.add_argument("--runs", type=int, default=30, help="runs for the overhead measurement")
@@ -154,8 +155,9 @@ def main() -> None:
 
     if args.skip_model:
         return
-    rows = accuracy(args.model, args.prompts, args.tasks, args.max_steps)
-    table = Table(title=f"{args.model} on {args.tasks} seeded code tasks (max {args.max_steps} steps, greedy)")
+    rows = accuracy(args.model, args.prompts, args.tasks, args.max_steps, args.engine)
+    table = Table(title=f"{args.model} ({args.engine}) on {args.tasks} seeded code tasks "
+                        f"(max {args.max_steps} steps, greedy)")
     for col in ("prompt", "accuracy", "mean steps", "format-error rate", "s/task (median)"):
         table.add_column(col, justify="left" if col == "prompt" else "right")
     for r in rows:
