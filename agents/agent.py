@@ -84,6 +84,9 @@ class Agent:
         self.system_prompt, self.prompt_version = render_system_prompt(self.config.prompt, self.tools)
         self.sessions = SessionRegistry(self._session_opener(sandbox, limits), {t.name: t for t in self.tools})
         self.checkpointer = self._checkpointer(checkpointer)
+        # The in-memory default cannot survive a crash anyway: save on exit (and at
+        # interrupts) only. Durable checkpointers save every step before going on.
+        self._durability = "exit" if checkpointer in (None, "memory") else "sync"
         self.graph = build_graph(self.checkpointer)
 
     # ----------------------------------------------------------------- running
@@ -142,7 +145,7 @@ class Agent:
         }
         while True:
             interrupted = None
-            for chunk in self.graph.stream(payload, cfg, context=ctx, stream_mode="updates"):
+            for chunk in self.graph.stream(payload, cfg, context=ctx, stream_mode="updates", durability=self._durability):
                 if "__interrupt__" in chunk:
                     interrupted = chunk["__interrupt__"][0].value
                     continue
