@@ -12,7 +12,7 @@ RUN_EXTRAS ?= models
 TEST_EXTRAS ?= models,retrieval,serve,train,eval,docker,test
 TORCH_SPEC ?= torch==2.13.0
 MODEL ?= qwen2.5-coder-0.5b
-TASK ?= What is 12345 * 6789? Use code to compute it.
+TASK ?= How many times does the letter 'r' appear in 'strawberry raspberry cranberry'?
 # Keep `python -c` / `-m` from putting the repository root (which holds a
 # module named types.py) in front of the standard library.
 export PYTHONSAFEPATH := 1
@@ -60,7 +60,7 @@ run: setup
 	@echo ">> preparing $(MODEL)"
 	$(VENV)/bin/tinyact models prepare $(MODEL)
 	@echo ">> running: $(TASK)"
-	$(VENV)/bin/tinyact chat --model $(MODEL) "$(TASK)"
+	$(VENV)/bin/tinyact run --model $(MODEL) "$(TASK)"
 
 test: setup-test
 	@echo ">> running the test suite"

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tinyact.distill.cli import app as distill_app
+from tinyact.eval.cli import app as eval_app
 from tinyact.sandbox.cli import app as sandbox_app
 from tinyact.tools.retrieval.cli import app as index_app
 
@@ -25,6 +26,7 @@ models_app = typer.Typer(help="The offline model catalog.", no_args_is_help=True
 app.add_typer(models_app, name="models")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(index_app, name="index")
+app.add_typer(eval_app, name="eval")
 app.add_typer(distill_app, name="distill")
 
 console = Console()
