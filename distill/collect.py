@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from tinyact.eval.datasets import Question
     from tinyact.types import Trajectory
 
-__all__ = ["CollectSummary", "collect_trajectories", "done_question_ids", "summarize_trajectories"]
+__all__ = ["CollectSummary", "collect_trajectories", "done_question_ids", "read_trajectories", "summarize_trajectories"]
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ def done_question_ids(path: str | os.PathLike[str]) -> set[str]:
     return {r["metadata"]["question_id"] for r in iter_lines(path) if "question_id" in r.get("metadata", {})}
 
 
-def _read_trajectories(path: str | os.PathLike[str]) -> list[Trajectory]:
+def read_trajectories(path: str | os.PathLike[str]) -> list[Trajectory]:
+    """Every trajectory line that parses (torn or foreign lines skipped), in file order."""
     from tinyact.types import Trajectory
 
     out = []
@@ -67,7 +68,7 @@ def _read_trajectories(path: str | os.PathLike[str]) -> list[Trajectory]:
 
 def summarize_trajectories(path: str | os.PathLike[str], questions: int | None = None) -> CollectSummary:
     """Counts over a trajectories file: done, solved, steps, tokens, end reasons."""
-    trajs = _read_trajectories(path)
+    trajs = read_trajectories(path)
     seen: dict[str, Trajectory] = {}
     for t in trajs:
         seen.setdefault(t.metadata.get("question_id", t.id), t)

@@ -91,9 +91,9 @@ def filter_file(
     keep_recovered_errors: bool = True,
 ) -> FilterReport:
     """Filter a trajectories JSONL into ``out_path`` (rewritten atomically) and write the report JSON."""
-    from tinyact.distill.collect import _read_trajectories
+    from tinyact.distill.collect import read_trajectories
 
-    kept, report = filter_trajectories(_read_trajectories(in_path), keep_recovered_errors=keep_recovered_errors)
+    kept, report = filter_trajectories(read_trajectories(in_path), keep_recovered_errors=keep_recovered_errors)
     out = Path(out_path)
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text("".join(t.to_jsonl() + "\n" for t in kept), encoding="utf-8")

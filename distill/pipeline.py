@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +94,13 @@ class Pipeline:
         return filter_file(self.paths["trajectories"], self.paths["kept"], report_path=self.paths["filter_report"],
                            keep_recovered_errors=self.config.keep_recovered_errors).as_dict()
 
-    def sft_data(self, extra_logs: list[str] = ()) -> int:  # type: ignore[assignment]
-        from tinyact.distill.collect import _read_trajectories
+    def sft_data(self, extra_logs: Sequence[str] = ()) -> int:
+        from tinyact.distill.collect import read_trajectories
         from tinyact.distill.sft_data import import_smolagents_logs, student_system_prompt, write_sft_data
 
         system = student_system_prompt(self.config.student_prompt, self.tools())
         extra = [ex for p in extra_logs for ex in import_smolagents_logs(p, system_prompt=system)]
-        return write_sft_data(_read_trajectories(self.paths["kept"]), self.paths["sft"], system_prompt=system,
+        return write_sft_data(read_trajectories(self.paths["kept"]), self.paths["sft"], system_prompt=system,
                               extra=extra)
 
     def train(self) -> dict[str, Any]:
