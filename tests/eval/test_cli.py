@@ -50,7 +50,7 @@ def test_run_cot_then_resume_then_report(data_dir, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--method", "agent"], "not available yet"),
+        (["--method", "agent", "--model", "no-such-model"], "unknown model 'no-such-model'"),
         (["--method", "magic"], "--method must be cot or agent"),
         (["--benchmark", "nope"], "unknown benchmark"),
     ],
