@@ -122,6 +122,7 @@ def accuracy(model: str, prompts: list[str], n_tasks: int, max_steps: int, engin
                 "mean_steps": steps / len(tasks), "format_error_rate": format_errors / max(steps, 1),
                 "s_per_task": statistics.median(seconds),
             })
+            console.log(rows[-1])  # a partial result survives a crash of a later stage
     return rows
 
 

@@ -44,6 +44,7 @@ def measure(engine, ks: list[int], n_tasks: int, max_steps: int, seed: int) -> l
             rows.append({"engine": engine.name, "k": k, "accuracy": correct / len(tasks),
                          "s_per_task": statistics.median(seconds), "s_per_step": statistics.median(step_seconds),
                          "mean_steps": steps / len(tasks)})
+            console.log(rows[-1])  # a partial result survives a crash of a later stage
     return rows
 
 
