@@ -64,7 +64,7 @@ run: setup
 
 test: setup-test
 	@echo ">> running the test suite"
-	$(VENV)/bin/pytest tests
+	$(VENV)/bin/pytest tests --durations=20
 
 bench: setup-test
 	$(PY) -m tinyact.bench.engine
