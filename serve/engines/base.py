@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 from tinyact.types import Completion, Message, SamplingParams
 
-__all__ = ["Conversation", "Engine", "apply_stop", "as_messages"]
+__all__ = ["Conversation", "Engine", "apply_stop", "as_messages", "normalize_call"]
 
 Conversation = Sequence[Message]
 
@@ -63,3 +63,19 @@ def prefixes_for(prefix: str | Sequence[str | None] | None, count: int) -> list[
 
         raise ConfigError(f"prefix has {len(out)} entries for {count} conversations")
     return out
+
+
+def normalize_call(
+    conversations: Sequence[Conversation], n: int, sampling: SamplingParams | None,
+    prefix: str | Sequence[str | None] | None,
+) -> tuple[list[list[Message]], SamplingParams, list[str | None]]:
+    """The checks and defaults every engine applies to ``generate``'s arguments.
+
+    Returns (conversations as Messages, sampling, one prefix per conversation).
+    """
+    if n < 1:
+        from tinyact.errors import ConfigError
+
+        raise ConfigError(f"n must be >= 1, got {n}")
+    convs = [as_messages(c) for c in conversations]
+    return convs, sampling or SamplingParams(), prefixes_for(prefix, len(convs))

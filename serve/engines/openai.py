@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
-from tinyact.serve.engines.base import Conversation, apply_stop, as_messages, prefixes_for
+from tinyact.serve.engines.base import Conversation, apply_stop, normalize_call
 from tinyact.types import Completion, SamplingParams
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAIEngine"]
@@ -102,15 +102,9 @@ class OpenAIEngine:
         stop: Sequence[str] = (),
         prefix: str | Sequence[str | None] | None = None,
     ) -> list[list[Completion]]:
-        from tinyact.errors import ConfigError
-
-        if n < 1:
-            raise ConfigError(f"n must be >= 1, got {n}")
-        sampling = sampling or SamplingParams()
-        convs = [as_messages(c) for c in conversations]
+        convs, sampling, prefixes = normalize_call(conversations, n, sampling, prefix)
         if not convs:
             return []
-        prefixes = prefixes_for(prefix, len(convs))
         samples = 1 if sampling.greedy else n
         stops = [s for s in stop if s]
         bodies = [self._body(c, p, samples, sampling, stops) for c, p in zip(convs, prefixes)]

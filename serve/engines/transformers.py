@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from tinyact.serve.engines.base import Conversation, apply_stop, as_messages, prefixes_for
+from tinyact.serve.engines.base import Conversation, apply_stop, normalize_call
 from tinyact.types import Completion, Message, SamplingParams
 
 __all__ = ["TransformersEngine", "render_prompt"]
@@ -75,15 +75,9 @@ class TransformersEngine:
     ) -> list[list[Completion]]:
         import torch
 
-        if n < 1:
-            from tinyact.errors import ConfigError
-
-            raise ConfigError(f"n must be >= 1, got {n}")
-        sampling = sampling or SamplingParams()
-        convs = [as_messages(c) for c in conversations]
+        convs, sampling, prefixes = normalize_call(conversations, n, sampling, prefix)
         if not convs:
             return []
-        prefixes = prefixes_for(prefix, len(convs))
         prompts = [render_prompt(self.tokenizer, c, p) for c, p in zip(convs, prefixes)]
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         batch = batch.to(self.device)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from tinyact.serve.engines.base import Conversation, as_messages, prefixes_for
+from tinyact.serve.engines.base import Conversation, normalize_call
 from tinyact.types import Completion, SamplingParams
 
 __all__ = ["VLLMEngine", "vllm_env"]
@@ -126,15 +126,10 @@ class VLLMEngine:
         lora: str | os.PathLike[str] | None = None,
     ) -> list[list[Completion]]:
         """``Engine.generate``; ``lora`` (an adapter folder) overrides the engine's adapter."""
-        from tinyact.errors import ConfigError
-
-        if n < 1:
-            raise ConfigError(f"n must be >= 1, got {n}")
-        sampling = sampling or SamplingParams()
-        convs = [[m.model_dump() for m in as_messages(c)] for c in conversations]
+        messages, sampling, prefixes = normalize_call(conversations, n, sampling, prefix)
+        convs = [[m.model_dump() for m in conv] for conv in messages]
         if not convs:
             return []
-        prefixes = prefixes_for(prefix, len(convs))
         samples = 1 if sampling.greedy else n
         params = self._sampling_params(sampling, samples, stop)
         lora_request = self._lora_request(lora if lora is not None else self.lora)
