@@ -38,7 +38,7 @@ from typing import Any
 
 from tinyact.errors import SandboxError, SandboxErrorCode
 from tinyact.sandbox.limits import Limits
-from tinyact.sandbox.session import Session
+from tinyact.sandbox.session import RefCounted, Session
 
 __all__ = ["DEFAULT_IMAGE", "DockerSandbox", "docker_available", "start_docker_session", "sweep_orphans"]
 
@@ -183,7 +183,7 @@ class _MuxChannel:
         self.box.channels.pop(self.sid, None)
 
 
-class DockerSandbox:
+class DockerSandbox(RefCounted):
     """One container and the attached worker stream; shared by a session and its forks."""
 
     backend = "docker"
@@ -377,17 +377,6 @@ class DockerSandbox:
                 raise TimeoutError from None
             out.append((self.channels[sid], {"pid": pid}))
         return out
-
-    def acquire(self) -> None:
-        with self._lock:
-            self._refs += 1
-
-    def release(self) -> None:
-        with self._lock:
-            self._refs -= 1
-            last = self._refs <= 0
-        if last:
-            self.terminate()
 
     def terminate(self) -> None:
         """Close the stream (the worker kills everything) and remove the container."""

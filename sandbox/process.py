@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from tinyact.errors import SandboxError, SandboxErrorCode
 from tinyact.sandbox.limits import Limits
-from tinyact.sandbox.session import Channel, Session
+from tinyact.sandbox.session import Channel, RefCounted, Session
 
 __all__ = ["Isolation", "ProcessSandbox", "best_isolation", "probe_isolation", "start_process_session"]
 
@@ -204,7 +204,7 @@ def best_isolation() -> Isolation:
     return "none"
 
 
-class ProcessSandbox:
+class ProcessSandbox(RefCounted):
     """One worker process tree; shared by a session and its forks."""
 
     backend = "process"
@@ -335,17 +335,6 @@ class ProcessSandbox:
             self._channels.add(new)
             out.append((new, {"pid": pid}))
         return out
-
-    def acquire(self) -> None:
-        with self._lock:
-            self._refs += 1
-
-    def release(self) -> None:
-        with self._lock:
-            self._refs -= 1
-            last = self._refs <= 0
-        if last:
-            self.terminate()
 
     def terminate(self) -> None:
         """End the whole sandbox: close the lifeline (init kills all) and kill the launcher.

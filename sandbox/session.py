@@ -117,6 +117,30 @@ class Sandbox(Protocol):
 ToolFn = Callable[..., Any]
 
 
+class RefCounted:
+    """A sandbox shared by its sessions: the last ``release`` calls ``terminate``.
+
+    Subclasses set ``_refs`` and ``_lock`` and define ``terminate``.
+    """
+
+    _refs: int
+    _lock: threading.Lock
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._refs += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._refs -= 1
+            last = self._refs <= 0
+        if last:
+            self.terminate()
+
+    def terminate(self) -> None:
+        raise NotImplementedError
+
+
 class Session:
     """One sandboxed Python session: persistent globals, forkable.
 
