@@ -95,7 +95,8 @@ def smolagents_overhead(runs: int, steps: int) -> list[float] | None:
     return per_step
 
 
-def accuracy(model: str, prompts: list[str], n_tasks: int, max_steps: int, engine_name: str) -> list[dict]:
+def accuracy(model: str, prompts: list[str], n_tasks: int, max_steps: int, engine_name: str,
+             time_budget: float | None = None) -> list[dict]:
     from tinyact.agents import Agent
     from tinyact.serve.engines import load_engine
 
@@ -105,9 +106,9 @@ def accuracy(model: str, prompts: list[str], n_tasks: int, max_steps: int, engin
     with Progress(*Progress.get_default_columns()[:-1], TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console) as progress:
         for prompt in prompts:
-            agent = Agent(engine, prompt=prompt, max_steps=max_steps)
+            agent = Agent(engine, prompt=prompt, max_steps=max_steps, time_budget=time_budget)
             job = progress.add_task(f"{prompt} prompt", total=len(tasks))
-            correct = steps = format_errors = 0
+            correct = steps = format_errors = out_of_time = 0
             seconds = []
             for task in tasks:
                 started = time.perf_counter()
@@ -115,12 +116,13 @@ def accuracy(model: str, prompts: list[str], n_tasks: int, max_steps: int, engin
                 seconds.append(time.perf_counter() - started)
                 correct += check_code_answer(result.answer, task.answer)
                 steps += len(result.steps)
+                out_of_time += result.trajectory.end_reason == "time_budget"
                 format_errors += sum(1 for s in result.steps if s.result is None and s.approval is None)
                 progress.advance(job)
             rows.append({
                 "prompt": prompt, "tasks": len(tasks), "accuracy": correct / len(tasks),
                 "mean_steps": steps / len(tasks), "format_error_rate": format_errors / max(steps, 1),
-                "s_per_task": statistics.median(seconds),
+                "s_per_task": statistics.median(seconds), "out_of_time": out_of_time,
             })
             console.log(rows[-1])  # a partial result survives a crash of a later stage
     return rows
@@ -133,6 +135,8 @@ def main() -> None:
     parser.add_argument("--engine", default="transformers", help="transformers | vllm")
     parser.add_argument("--max-steps", type=int, default=5)
     parser.add_argument("--prompts", nargs="+", default=["full", "short"])
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="wall-clock seconds per task; a task past it ends unanswered (counted wrong)")
     parser.add_argument("--runs", type=int, default=30, help="runs for the overhead measurement")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--skip-model", action="store_true", help="only measure controller overhead")
@@ -156,14 +160,15 @@ def main() -> None:
 
     if args.skip_model:
         return
-    rows = accuracy(args.model, args.prompts, args.tasks, args.max_steps, args.engine)
+    rows = accuracy(args.model, args.prompts, args.tasks, args.max_steps, args.engine, args.time_budget)
+    budget = f", {args.time_budget:g} s budget per task" if args.time_budget else ""
     table = Table(title=f"{args.model} ({args.engine}) on {args.tasks} seeded code tasks "
-                        f"(max {args.max_steps} steps, greedy)")
-    for col in ("prompt", "accuracy", "mean steps", "format-error rate", "s/task (median)"):
+                        f"(max {args.max_steps} steps, greedy{budget})")
+    for col in ("prompt", "accuracy", "mean steps", "format-error rate", "s/task (median)", "out of time"):
         table.add_column(col, justify="left" if col == "prompt" else "right")
     for r in rows:
         table.add_row(r["prompt"], f"{r['accuracy']:.2f}", f"{r['mean_steps']:.2f}", f"{r['format_error_rate']:.2f}",
-                      f"{r['s_per_task']:.1f}")
+                      f"{r['s_per_task']:.1f}", str(r["out_of_time"]))
     console.print(table)
     if args.plot:
         import matplotlib

@@ -78,9 +78,13 @@ def check_code_answer(prediction: Any, gold: Any) -> bool:
     if prediction is None:
         return False
     if isinstance(gold, int) and not isinstance(gold, bool):
+        text = str(prediction).strip().strip("'\"").replace(",", "")
         try:
-            value = float(str(prediction).strip().strip("'\"").replace(",", ""))
+            return int(text) == gold  # exact, however large (a float would overflow or round)
         except ValueError:
+            pass
+        try:
+            return float(text) == gold  # "42.0", "4.2e1"
+        except (ValueError, OverflowError):
             return False
-        return value == gold
     return str(prediction).strip().strip("'\"") == str(gold)
