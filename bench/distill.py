@@ -96,10 +96,13 @@ def main() -> None:
     ap.add_argument("--student", default="smollm2-135m")
     ap.add_argument("--train", type=int, default=14, help="training questions (code tasks, seed 1)")
     ap.add_argument("--heldout", type=int, default=14, help="held-out questions (code tasks, seed 2)")
+    ap.add_argument("--noprefix-train", type=int, default=None,
+                    help="questions for the teacher run without prefix (default: --train); the first N of the "
+                         "training questions, compared with the prefix run on those same N")
     ap.add_argument("--max-steps", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--batch", type=int, default=7)
-    ap.add_argument("--train-steps", type=int, default=16, help="optimizer steps of LoRA training")
+    ap.add_argument("--train-steps", type=int, default=30, help="optimizer steps of LoRA training")
     ap.add_argument("--stages", default="all", help=f"comma list of {','.join(STAGES)} or 'all'")
     ap.add_argument("--k8", action="store_true", help="also evaluate with k=8 (slow on CPU)")
     ap.add_argument("--table-only", action="store_true")
@@ -119,14 +122,15 @@ def main() -> None:
                             gradient_accumulation_steps=1, max_length=1024, learning_rate=5e-4, save_steps=4,
                             warmup_ratio=0.05, gradient_checkpointing=False)
 
-    def cfg(workdir: str, use_prefix: bool) -> DistillConfig:
+    def cfg(workdir: str, use_prefix: bool, n: int) -> DistillConfig:
         return DistillConfig(workdir=str(out / workdir), teacher=args.teacher, student=args.student,
-                             tasks=[TaskSource(source="code_tasks", n=args.train, seed=1)], use_prefix=use_prefix,
+                             tasks=[TaskSource(source="code_tasks", n=n, seed=1)], use_prefix=use_prefix,
                              prefix_max_tokens=96, max_steps=args.max_steps, max_tokens=args.max_tokens,
                              batch_size=args.batch, train=train_cfg)
 
-    with_prefix = Pipeline(cfg("agent-prefix", True))
-    no_prefix = Pipeline(cfg("agent-noprefix", False))
+    args.noprefix_train = min(args.noprefix_train or args.train, args.train)
+    with_prefix = Pipeline(cfg("agent-prefix", True, args.train))
+    no_prefix = Pipeline(cfg("agent-noprefix", False, args.noprefix_train))
     heldout = load_tasks([TaskSource(source="code_tasks", n=args.heldout, seed=2)])
     engines: dict[str, Any] = {}
 
@@ -208,10 +212,12 @@ def main() -> None:
     table(out, with_prefix, no_prefix, args)
 
 
-def _acc(path: Path, key: str = "correct") -> str:
+def _acc(path: Path, key: str = "correct", ids: set[str] | None = None) -> str:
     from tinyact.distill._jsonl import iter_lines
 
     rows = list(iter_lines(path))
+    if ids is not None:
+        rows = [r for r in rows if r.get("metadata", r).get("question_id", r.get("id")) in ids]
     if not rows:
         return "-"
     ok = sum(bool(r.get("metadata", r).get(key)) for r in rows)
@@ -227,6 +233,10 @@ def table(out: Path, with_prefix: Any, no_prefix: Any, args: Any) -> None:
     t.add_column("seconds", justify="right")
     t.add_row("teacher agent, with first-thought prefix", _acc(with_prefix.paths["trajectories"]),
               str(timings.get("collect-prefix", "")))
+    if args.noprefix_train < args.train:
+        same = {q.id for q in no_prefix.questions()}
+        t.add_row(f"teacher agent, with prefix, the first {len(same)} questions",
+                  _acc(with_prefix.paths["trajectories"], ids=same), "")
     t.add_row("teacher agent, no prefix", _acc(no_prefix.paths["trajectories"]), str(timings.get("collect-noprefix", "")))
     t.add_row("teacher CoT (train questions)", _acc(out / "cot" / "teacher.jsonl"), str(timings.get("cot-teacher", "")))
     rep = with_prefix.paths["filter_report"]
