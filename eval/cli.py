@@ -23,7 +23,7 @@ def _fail(message: str) -> None:
 
 def _make_agent_solver(
     *, benchmark: Any, model: str, engine: str, samples: int, sampling: Any, max_steps: int,
-    prompt: str | None, index: Path | None, out: Path | None = None,
+    prompt: str | None, index: Path | None, out: Path | None = None, dtype: str | None = None,
 ) -> Any:
     """The agent method's SolveBatch: the CodeAct agent, with search() when an index is given."""
     from tinyact.agents import Agent
@@ -38,7 +38,7 @@ def _make_agent_solver(
     agent = Agent(
         model, tools=tools, engine=engine, samples=samples, temperature=sampling.temperature,
         top_p=sampling.top_p if samples > 1 else None, max_tokens=sampling.max_tokens, seed=sampling.seed,
-        max_steps=max_steps, prompt=prompt or "full",
+        max_steps=max_steps, prompt=prompt or "full", engine_kwargs={"dtype": dtype} if dtype else None,
     )
     trajectories = None
     if out is not None:
@@ -55,6 +55,9 @@ def run(
     limit: Annotated[Optional[int], typer.Option(help="Only the first N questions.")] = None,
     model: Annotated[str, typer.Option(help="Model name, folder or hub id.")] = "qwen2.5-coder-0.5b",
     engine: Annotated[str, typer.Option(help="Engine: transformers, vllm or openai.")] = "transformers",
+    dtype: Annotated[
+        Optional[str], typer.Option(help="Weights dtype for transformers/vllm, e.g. bfloat16 (default: float32 on CPU).")
+    ] = None,
     method: Annotated[str, typer.Option(help="cot or agent.")] = "cot",
     samples: Annotated[int, typer.Option("--samples", "-k", help="k samples per question / step.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Questions per engine call.")] = 8,
@@ -96,7 +99,7 @@ def run(
         if method == "agent":
             solver = _make_agent_solver(
                 benchmark=bench, model=model, engine=engine, samples=samples, sampling=sampling,
-                max_steps=max_steps, prompt=prompt, index=index, out=out,
+                max_steps=max_steps, prompt=prompt, index=index, out=out, dtype=dtype,
             )
             config: dict[str, object] = {**solver.config, "engine": engine, "index": str(index) if index else None}
         else:
@@ -104,9 +107,12 @@ def run(
             from tinyact.serve.engines import load_engine
 
             solver = CoTSolver(
-                load_engine(model, engine), bench.kind, samples=samples, sampling=sampling, model=model
+                load_engine(model, engine, **({"dtype": dtype} if dtype else {})), bench.kind, samples=samples,
+                sampling=sampling, model=model,
             )
             config = {**solver.config, "engine": engine}
+        if dtype:
+            config["dtype"] = dtype
         summary = run_eval(
             bench, solver, out, limit=limit, batch_size=batch_size, method=method,  # type: ignore[arg-type]
             config=config, judge=judge, progress=progress,

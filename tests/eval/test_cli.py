@@ -59,3 +59,21 @@ def test_run_errors_are_clear(data_dir, tmp_path, extra, message):
     args = ["run", "--benchmark", "gsm-hard", "--out", str(tmp_path / "r"), "--data-dir", str(data_dir), *extra]
     r = runner.invoke(app, args)
     assert r.exit_code == 2 and message in r.output
+
+
+def test_dtype_reaches_the_engine_and_the_run_config(data_dir, tmp_path, monkeypatch):
+    import tinyact.serve.engines as engines
+
+    seen = []
+
+    def fake_load_engine(model, engine="transformers", **kw):
+        seen.append(kw)
+        return ReplayEngine(["\\boxed{1}"], model=model)
+
+    monkeypatch.setattr(engines, "load_engine", fake_load_engine)
+    out = tmp_path / "bf16"
+    r = runner.invoke(app, ["run", "--benchmark", "gsm-hard", "--limit", "1", "--out", str(out), "--model", "tiny",
+                            "--dtype", "bfloat16", "--data-dir", str(data_dir), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert seen == [{"dtype": "bfloat16"}]
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
