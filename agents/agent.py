@@ -212,10 +212,32 @@ class Agent:
         if checkpointer is None or checkpointer == "memory":
             from langgraph.checkpoint.memory import InMemorySaver
 
-            return InMemorySaver()
+            return InMemorySaver(serde=_state_serde())
         if isinstance(checkpointer, (str, os.PathLike)):
             from langgraph.checkpoint.sqlite import SqliteSaver
 
             conn = sqlite3.connect(os.fspath(checkpointer), check_same_thread=False)
-            return SqliteSaver(conn)
+            return SqliteSaver(conn, serde=_state_serde())
         return checkpointer
+
+
+def _state_serde() -> Any:
+    """LangGraph's serializer, with plain JSON where msgpack gives up.
+
+    msgpack holds integers up to 64 bits, and answers like ``7**500`` are
+    common here (GSM-Hard, the code tasks). The state is JSON data only (see
+    ``agents/state.py``), so JSON stores it losslessly.
+    """
+    import json
+
+    import ormsgpack
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    class StateSerde(JsonPlusSerializer):
+        def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+            try:
+                return super().dumps_typed(obj)
+            except ormsgpack.MsgpackEncodeError:
+                return "json", json.dumps(obj).encode()
+
+    return StateSerde()

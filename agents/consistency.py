@@ -37,15 +37,22 @@ class SelectOutcome:
 def _normalize_answer(value: Any) -> str:
     if isinstance(value, str):
         text = " ".join(value.strip().split()).lower()
-        try:  # "42" and 42 agree, as do "42.0" and 42
-            number = float(text.replace(",", ""))
-            return json.dumps(int(number) if number.is_integer() else number)
+        digits = text.replace(",", "")
+        try:  # "42" and 42 agree, exactly however many digits
+            return json.dumps(int(digits))
+        except ValueError:
+            pass
+        try:  # as do "42.0" and 42
+            number = float(digits)
         except ValueError:
             return json.dumps(text)
+        return json.dumps(int(number) if number.is_integer() else number)
     if isinstance(value, bool):
         return json.dumps(value)
-    if isinstance(value, (int, float)):
-        return json.dumps(int(value) if float(value).is_integer() else value)
+    if isinstance(value, int):
+        return json.dumps(value)  # never through float: 2**70 and 2**70 + 1 must differ
+    if isinstance(value, float):
+        return json.dumps(int(value) if value.is_integer() else value)
     try:
         return json.dumps(value, sort_keys=True)
     except (TypeError, ValueError):

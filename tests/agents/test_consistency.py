@@ -106,6 +106,11 @@ def test_k1_path_is_greedy_and_unvoted():
         (ExecResult(stdout="1\n", value="None"), ExecResult(stdout="1", value="None"), True),
         (ExecResult(stdout="1\n", value="3"), ExecResult(stdout="1\n", value="4"), False),
         (ExecResult(called_final_answer=True, final_answer=""), ExecResult(stdout=""), False),
+        # beyond float precision and range: exact, and no OverflowError
+        (ExecResult(called_final_answer=True, final_answer=7**500), ExecResult(called_final_answer=True, final_answer=str(7**500)), True),
+        (ExecResult(called_final_answer=True, final_answer=2**70), ExecResult(called_final_answer=True, final_answer=2**70 + 1), False),
+        (ExecResult(called_final_answer=True, final_answer="1,000"), ExecResult(called_final_answer=True, final_answer=1000.0), True),
+        (ExecResult(called_final_answer=True, final_answer=float("inf")), ExecResult(called_final_answer=True, final_answer="inf"), True),
     ],
 )
 def test_outcome_keys(a, b, same):

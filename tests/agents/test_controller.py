@@ -118,6 +118,19 @@ def test_resume_after_a_crash_with_sqlite(tmp_path: Path):
     assert again.answer == 42 and len(engine.calls) == 1
 
 
+@pytest.mark.parametrize("durable", [False, True])
+def test_integers_beyond_64_bits_survive_the_checkpointer(tmp_path: Path, durable: bool):
+    # GSM-Hard and the code tasks produce answers like 7**500; msgpack stops at 64 bits.
+    kw = {"checkpointer": tmp_path / "runs.sqlite"} if durable else {}
+    agent, _ = make([act("x = 7 ** 500\nprint(x)"), act("final_answer(x)")], **kw)
+    result = agent.run("task", thread_id="big")
+    assert result.answer == 7**500 and result.end_reason == "final_answer"
+    assert str(7**500) in result.steps[0].observation
+    if durable:  # the stored run loads back with the exact value
+        again, engine = make([], **kw)
+        assert again.run("task", thread_id="big").answer == 7**500 and engine.calls == []
+
+
 def test_approval_edit_reject_approve():
     agent, _ = make([act("final_answer('bad')"), act("final_answer(2)"), act("final_answer(1)")], approve_code=True)
     decisions = iter(["reject", {"action": "edit", "code": "final_answer('edited')"}])
