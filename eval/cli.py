@@ -22,7 +22,8 @@ def _fail(message: str) -> None:
 
 
 def _make_agent_solver(
-    *, benchmark: Any, model: str, engine: str, samples: int, sampling: Any, max_steps: int,
+    *, benchmark: Any, model: str, engine: str, samples: int, sampling: Any, temperature: float | None,
+    max_steps: int,
     prompt: str | None, index: Path | None, out: Path | None = None, dtype: str | None = None,
 ) -> Any:
     """The agent method's SolveBatch: the CodeAct agent, with search() when an index is given."""
@@ -36,8 +37,8 @@ def _make_agent_solver(
         text = str(index)
         tools.append(search_tool(RemoteRetriever(text) if text.startswith(("http://", "https://")) else open_index(index)))
     agent = Agent(
-        model, tools=tools, engine=engine, samples=samples, temperature=sampling.temperature,
-        top_p=sampling.top_p if samples > 1 else None, max_tokens=sampling.max_tokens, seed=sampling.seed,
+        model, tools=tools, engine=engine, samples=samples, temperature=temperature,
+        max_tokens=sampling.max_tokens, seed=sampling.seed,
         max_steps=max_steps, prompt=prompt or "full", engine_kwargs={"dtype": dtype} if dtype else None,
     )
     trajectories = None
@@ -63,7 +64,8 @@ def run(
     batch_size: Annotated[int, typer.Option(help="Questions per engine call.")] = 8,
     max_tokens: Annotated[int, typer.Option(help="New tokens per completion.")] = 1024,
     temperature: Annotated[
-        Optional[float], typer.Option(help="Sampling temperature (default 0 for k=1, 0.7 for k>1).")
+        Optional[float],
+        typer.Option(help="Sampling temperature (default 0 for k=1; for k>1 0.7 with cot, 0.4 and top_p 0.8 with agent)."),
     ] = None,
     seed: Annotated[Optional[int], typer.Option(help="Sampling seed.")] = None,
     max_steps: Annotated[int, typer.Option(help="Agent: step budget.")] = 5,
@@ -99,6 +101,7 @@ def run(
         if method == "agent":
             solver = _make_agent_solver(
                 benchmark=bench, model=model, engine=engine, samples=samples, sampling=sampling,
+                temperature=temperature,  # None: the agent's own defaults (paper: 0.4 / top_p 0.8 for k>1)
                 max_steps=max_steps, prompt=prompt, index=index, out=out, dtype=dtype,
             )
             config: dict[str, object] = {**solver.config, "engine": engine, "index": str(index) if index else None}

@@ -77,3 +77,19 @@ def test_dtype_reaches_the_engine_and_the_run_config(data_dir, tmp_path, monkeyp
     assert r.exit_code == 0, r.output
     assert seen == [{"dtype": "bfloat16"}]
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+def test_agent_method_with_k_samples_uses_the_paper_sampling(data_dir, tmp_path, monkeypatch):
+    import tinyact.serve.engines as engines
+
+    code = "Thought: add\nCode:\n```py\nfinal_answer(13138980)\n```"
+    replay = ReplayEngine([[code] * 8])
+    monkeypatch.setattr(engines, "load_engine", lambda model, engine="transformers", **kw: replay)
+    out = tmp_path / "agent-k8"
+    r = runner.invoke(app, ["run", "--benchmark", "gsm-hard", "--limit", "1", "--out", str(out), "--model", "tiny",
+                            "--method", "agent", "-k", "8", "--data-dir", str(data_dir), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["samples"], cfg["temperature"], cfg["top_p"]) == (8, 0.4, 0.8)
+    assert replay.calls[0]["n"] == 8 and replay.calls[0]["sampling"].temperature == 0.4
+    assert "accuracy 1.000" in r.output
