@@ -24,7 +24,7 @@ def _fail(message: str) -> None:
 def _make_agent_solver(
     *, benchmark: Any, model: str, engine: str, samples: int, sampling: Any, temperature: float | None,
     max_steps: int,
-    prompt: str | None, index: Path | None, out: Path | None = None, dtype: str | None = None,
+    prompt: str | None, index: Path | None, out: Path | None = None, dtype: str | None = None, parallel: int = 1,
 ) -> Any:
     """The agent method's SolveBatch: the CodeAct agent, with search() when an index is given."""
     from tinyact.agents import Agent
@@ -36,16 +36,24 @@ def _make_agent_solver(
 
         text = str(index)
         tools.append(search_tool(RemoteRetriever(text) if text.startswith(("http://", "https://")) else open_index(index)))
+    kwargs = {"dtype": dtype} if dtype else {}
+    llm: Any = model
+    if parallel > 1:  # questions run side by side; their model calls merge into batched engine calls
+        from tinyact.serve.engines import load_engine
+        from tinyact.serve.engines.batching import BatchingEngine
+
+        llm = BatchingEngine(load_engine(model, engine, **kwargs), max_batch=parallel, window_ms=50)
+        llm.model_name = model
     agent = Agent(
-        model, tools=tools, engine=engine, samples=samples, temperature=temperature,
+        llm, tools=tools, engine=engine, samples=samples, temperature=temperature,
         max_tokens=sampling.max_tokens, seed=sampling.seed,
-        max_steps=max_steps, prompt=prompt or "full", engine_kwargs={"dtype": dtype} if dtype else None,
+        max_steps=max_steps, prompt=prompt or "full", engine_kwargs=kwargs or None,
     )
     trajectories = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         trajectories = out / "trajectories.jsonl"
-    return AgentSolver(agent, trajectories=trajectories)
+    return AgentSolver(agent, parallel=parallel, trajectories=trajectories)
 
 
 @app.command("run")
@@ -62,6 +70,9 @@ def run(
     method: Annotated[str, typer.Option(help="cot or agent.")] = "cot",
     samples: Annotated[int, typer.Option("--samples", "-k", help="k samples per question / step.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Questions per engine call.")] = 8,
+    parallel: Annotated[
+        int, typer.Option(help="Agent: questions run side by side, their model calls batched (at most --batch-size).")
+    ] = 1,
     max_tokens: Annotated[int, typer.Option(help="New tokens per completion.")] = 1024,
     temperature: Annotated[
         Optional[float],
@@ -102,6 +113,7 @@ def run(
             solver = _make_agent_solver(
                 benchmark=bench, model=model, engine=engine, samples=samples, sampling=sampling,
                 temperature=temperature,  # None: the agent's own defaults (paper: 0.4 / top_p 0.8 for k>1)
+                parallel=max(1, min(parallel, batch_size)),
                 max_steps=max_steps, prompt=prompt, index=index, out=out, dtype=dtype,
             )
             config: dict[str, object] = {**solver.config, "engine": engine, "index": str(index) if index else None}

@@ -93,3 +93,23 @@ def test_agent_method_with_k_samples_uses_the_paper_sampling(data_dir, tmp_path,
     assert (cfg["samples"], cfg["temperature"], cfg["top_p"]) == (8, 0.4, 0.8)
     assert replay.calls[0]["n"] == 8 and replay.calls[0]["sampling"].temperature == 0.4
     assert "accuracy 1.000" in r.output
+
+
+def test_agent_method_runs_questions_side_by_side_through_one_batching_engine(data_dir, tmp_path, monkeypatch):
+    import tinyact.serve.engines as engines
+
+    code = "Thought: add\nCode:\n```py\nfinal_answer(13138980)\n```"  # right for question 1 only
+    replay = ReplayEngine([code, code])
+    made = []
+    monkeypatch.setattr(engines, "load_engine", lambda model, engine="transformers", **kw: made.append(kw) or replay)
+    out = tmp_path / "agent-par"
+    r = runner.invoke(app, ["run", "--benchmark", "gsm-hard", "--limit", "2", "--out", str(out), "--model", "tiny",
+                            "--method", "agent", "--parallel", "2", "--dtype", "bfloat16", "--data-dir", str(data_dir),
+                            "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "accuracy 0.500" in r.output and "on 2 questions" in r.output
+    assert made == [{"dtype": "bfloat16"}]  # one engine, shared
+    assert sum(len(c["conversations"]) for c in replay.calls) == 2
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["score"]["correct"] for r in results] == [True, False]  # each prediction stays with its question
+    assert len((out / "trajectories.jsonl").read_text().splitlines()) == 2
