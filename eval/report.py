@@ -48,7 +48,7 @@ def markdown_table(runs: Sequence[tuple[Path, RunSummary]]) -> str:
     """A markdown table, one row per run."""
     head = (
         "| run | method | model | k | benchmark | n | accuracy | metric | mean F1 | mean steps "
-        "| mean tokens | s/question | format errors |"
+        "| mean tokens | s/question | wall min | format errors |"
     )
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for run, s in runs:
@@ -57,7 +57,7 @@ def markdown_table(runs: Sequence[tuple[Path, RunSummary]]) -> str:
         rows.append(
             f"| {_label(run, s)} | {s.method} | {s.model} | {s.samples} | {s.benchmark}:{s.split} | {n} "
             f"| {s.accuracy:.3f} | {s.metric} | {f1} | {s.mean_steps:.2f} | {s.mean_tokens:.0f} "
-            f"| {s.seconds_per_question:.2f} | {s.format_error_rate:.3f} |"
+            f"| {s.seconds_per_question:.2f} | {s.wall_seconds / 60:.1f} | {s.format_error_rate:.3f} |"
         )
     return "\n".join(rows) + "\n"
 

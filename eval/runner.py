@@ -93,6 +93,9 @@ class RunSummary(BaseModel):
     mean_steps: float
     mean_tokens: float
     seconds_per_question: float
+    """Mean time of one question (overlapping ones each count in full with --parallel)."""
+    wall_seconds: float = 0.0
+    """Time the run was busy: the union of the questions' [start, finish] spans (resumed runs' gaps excluded)."""
     format_error_rate: float
 
 
@@ -161,6 +164,16 @@ def load_results(out_dir: str | os.PathLike[str], *, repair: bool = False) -> li
     return results
 
 
+def _busy_seconds(spans: list[tuple[float, float]]) -> float:
+    """Length of the union of [start, end] spans."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
 def summarize(results: Sequence[Result], config: dict[str, Any]) -> RunSummary:
     """Aggregate results into a summary (accuracy, mean steps/tokens, seconds, format errors)."""
     n = len(results)
@@ -184,6 +197,7 @@ def summarize(results: Sequence[Result], config: dict[str, Any]) -> RunSummary:
         mean_steps=mean([r.prediction.steps for r in results]),
         mean_tokens=mean([r.prediction.tokens for r in results]),
         seconds_per_question=mean([r.prediction.seconds for r in results]),
+        wall_seconds=_busy_seconds([(r.finished_at - r.prediction.seconds, r.finished_at) for r in results]),
         format_error_rate=mean([float(r.prediction.format_error) for r in results]),
     )
 

@@ -135,3 +135,16 @@ def test_prediction_from_trajectory():
     assert p.raw.startswith("Thought: ok") and p.seconds == 1.5
     empty = prediction_from_trajectory(Trajectory(task="t", end_reason="max_steps"))
     assert empty.text is None and empty.steps == 0 and not empty.format_error
+
+
+def test_wall_time_is_the_union_of_question_spans():
+    from tinyact.eval.runner import Result, Score, summarize
+
+    def result(qid: str, start: float, end: float) -> Result:
+        return Result(id=qid, question="?", gold="1", prediction=Prediction(text="1", seconds=end - start),
+                      score=Score(correct=True, value=1.0, metric="em"), finished_at=end)
+
+    # two questions side by side (0-10, 2-8), then a resumed session much later (100-105)
+    s = summarize([result("a", 0, 10), result("b", 2, 8), result("c", 100, 105)], {})
+    assert s.wall_seconds == pytest.approx(15.0)
+    assert s.seconds_per_question == pytest.approx((10 + 6 + 5) / 3)
