@@ -72,6 +72,8 @@ class Result(BaseModel):
     prediction: Prediction
     score: Score
     finished_at: float = Field(default_factory=time.time)
+    batch_started_at: float | None = None
+    """When the batch holding this question started (its wall-clock span is batch start to finish)."""
 
 
 class RunSummary(BaseModel):
@@ -197,7 +199,10 @@ def summarize(results: Sequence[Result], config: dict[str, Any]) -> RunSummary:
         mean_steps=mean([r.prediction.steps for r in results]),
         mean_tokens=mean([r.prediction.tokens for r in results]),
         seconds_per_question=mean([r.prediction.seconds for r in results]),
-        wall_seconds=_busy_seconds([(r.finished_at - r.prediction.seconds, r.finished_at) for r in results]),
+        wall_seconds=_busy_seconds([
+            (r.finished_at - r.prediction.seconds if r.batch_started_at is None else r.batch_started_at, r.finished_at)
+            for r in results
+        ]),
         format_error_rate=mean([float(r.prediction.format_error) for r in results]),
     )
 
@@ -289,7 +294,7 @@ def run_eval(
     with _progress_bar(progress, benchmark.name, len(questions), len(questions) - len(todo)) as advance:
         with (out / RESULTS).open("a", encoding="utf-8") as f:
             for batch in batches:
-                started = time.perf_counter()
+                started, batch_started_at = time.perf_counter(), time.time()
                 preds = list(solve_batch(batch))
                 if len(preds) != len(batch):
                     raise ConfigError(f"solve_batch returned {len(preds)} predictions for {len(batch)} questions")
@@ -301,7 +306,8 @@ def run_eval(
                         score = judge.check(q.question, p.text, q.answer)  # type: ignore[union-attr]
                     else:
                         score = benchmark.check(p.text, q.answer)
-                    result = Result(id=q.id, question=q.question, gold=q.answer, prediction=p, score=score)
+                    result = Result(id=q.id, question=q.question, gold=q.answer, prediction=p, score=score,
+                                    batch_started_at=batch_started_at)
                     f.write(result.model_dump_json() + "\n")
                     f.flush()
                     os.fsync(f.fileno())

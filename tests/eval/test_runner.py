@@ -148,3 +148,13 @@ def test_wall_time_is_the_union_of_question_spans():
     s = summarize([result("a", 0, 10), result("b", 2, 8), result("c", 100, 105)], {})
     assert s.wall_seconds == pytest.approx(15.0)
     assert s.seconds_per_question == pytest.approx((10 + 6 + 5) / 3)
+    # a batched method (CoT): each question carries a share of the batch time; the span is the whole batch
+    batched = [result(q, 200 - 2.5, 200).model_copy(update={"batch_started_at": 190.0}) for q in "defg"]
+    assert summarize(batched, {}).wall_seconds == pytest.approx(10.0)
+
+
+def test_run_records_the_batch_start(tmp_path):
+    run_eval(_bench(4), Solver(), tmp_path / "r", batch_size=2, progress=False)
+    rows = load_results(tmp_path / "r")
+    assert all(r.batch_started_at is not None and r.batch_started_at <= r.finished_at for r in rows)
+    assert rows[0].batch_started_at == rows[1].batch_started_at != rows[2].batch_started_at
