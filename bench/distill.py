@@ -201,14 +201,17 @@ def main() -> None:
         _timed(out, "eval-cot", lambda: _cot_eval(engine(str(cot_dir / "merged")), heldout,
                                                    out / "eval-cot-k1.jsonl", samples=1, batch=args.batch))
     if "k8" in stages:
-        _log("stage k=8 evaluations")
-        _agent_eval(engine(args.student), heldout, out / "eval-untuned-k8.jsonl", prompt="full", samples=8,
-                    args=args, model_name=args.student)
+        _log("stage k=8 evaluations (cheapest first: the untuned model rambles to the token limit)")
         if (with_prefix.paths["merged"] / "config.json").exists():
-            _agent_eval(engine(str(with_prefix.paths["merged"])), heldout, out / "eval-agent-k8.jsonl",
-                        prompt="short", samples=8, args=args, model_name="agent-distilled")
+            _timed(out, "eval-agent-k8", lambda: _agent_eval(
+                engine(str(with_prefix.paths["merged"])), heldout, out / "eval-agent-k8.jsonl", prompt="short",
+                samples=8, args=args, model_name="agent-distilled"))
         if (cot_dir / "merged" / "config.json").exists():
-            _cot_eval(engine(str(cot_dir / "merged")), heldout, out / "eval-cot-k8.jsonl", samples=8, batch=args.batch)
+            _timed(out, "eval-cot-k8", lambda: _cot_eval(engine(str(cot_dir / "merged")), heldout,
+                                                          out / "eval-cot-k8.jsonl", samples=8, batch=args.batch))
+        _timed(out, "eval-untuned-k8", lambda: _agent_eval(engine(args.student), heldout,
+                                                           out / "eval-untuned-k8.jsonl", prompt="full", samples=8,
+                                                           args=args, model_name=args.student))
     table(out, with_prefix, no_prefix, args)
 
 
@@ -257,7 +260,7 @@ def table(out: Path, with_prefix: Any, no_prefix: Any, args: Any) -> None:
     for name in ("untuned", "agent", "cot"):
         p = out / f"eval-{name}-k8.jsonl"
         if p.exists():
-            t.add_row(f"student {name}, k=8", _acc(p), "")
+            t.add_row(f"student {name}, k=8", _acc(p), str(timings.get(f"eval-{name}-k8", "")))
     console.print(t)
 
 
