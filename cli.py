@@ -295,6 +295,10 @@ def serve_model(
         if not (sep and adapter and folder):
             raise fail(f"--lora takes NAME=FOLDER, got {item!r}")
         adapters[adapter] = folder
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        # A background job of a non-interactive shell inherits SIGINT ignored; the
+        # server (started next, inheriting it) and this process must still stop on it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server = start_model_server(name, port=port, host=host, lora_modules=adapters)
     except (TinyactError, ImportError) as e:

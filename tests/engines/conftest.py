@@ -76,7 +76,9 @@ def vllm_server(smollm2_path, tiny_lora, tmp_path_factory):
     cmd = [sys.executable, "-P", "-m", "tinyact.cli", "serve-model", "smollm2-135m", "--port", str(port),
            "--lora", f"{LORA_NAME}={tiny_lora}"]  # fmt: skip
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=folder, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        # started with SIGINT ignored, as a background job of a script is: Ctrl-C must still stop it
+        proc = subprocess.Popen(cmd, cwd=folder, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         deadline = time.monotonic() + 900
         while f"ready: {url}" not in log.read_text(errors="replace"):
