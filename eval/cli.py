@@ -24,7 +24,8 @@ def _fail(message: str) -> None:
 def _make_agent_solver(
     *, benchmark: Any, model: str, engine: str, samples: int, sampling: Any, temperature: float | None,
     max_steps: int,
-    prompt: str | None, index: Path | None, out: Path | None = None, dtype: str | None = None, parallel: int = 1,
+    prompt: str | None, index: Path | None, out: Path | None = None, engine_kwargs: dict[str, Any] | None = None,
+    parallel: int = 1,
 ) -> Any:
     """The agent method's SolveBatch: the CodeAct agent, with search() when an index is given."""
     from tinyact.agents import Agent
@@ -36,18 +37,17 @@ def _make_agent_solver(
 
         text = str(index)
         tools.append(search_tool(RemoteRetriever(text) if text.startswith(("http://", "https://")) else open_index(index)))
-    kwargs = {"dtype": dtype} if dtype else {}
     llm: Any = model
     if parallel > 1:  # questions run side by side; their model calls merge into batched engine calls
         from tinyact.serve.engines import load_engine
         from tinyact.serve.engines.batching import BatchingEngine
 
-        llm = BatchingEngine(load_engine(model, engine, **kwargs), max_batch=parallel, window_ms=50)
+        llm = BatchingEngine(load_engine(model, engine, **(engine_kwargs or {})), max_batch=parallel, window_ms=50)
         llm.model_name = model
     agent = Agent(
         llm, tools=tools, engine=engine, samples=samples, temperature=temperature,
         max_tokens=sampling.max_tokens, seed=sampling.seed,
-        max_steps=max_steps, prompt=prompt or "full", engine_kwargs=kwargs or None,
+        max_steps=max_steps, prompt=prompt or "full", engine_kwargs=engine_kwargs,
     )
     trajectories = None
     if out is not None:
@@ -98,6 +98,7 @@ def run(
         if method not in ("cot", "agent"):
             raise ConfigError(f"--method must be cot or agent, got {method!r}")
         bench = load_benchmark(benchmark, split, data_dir=data_dir)
+        engine_kwargs = {"dtype": dtype} if dtype else {}
         temp = temperature if temperature is not None else (0.0 if samples == 1 else 0.7)
         sampling = SamplingParams(
             temperature=temp, top_p=1.0 if temp == 0 else 0.95, max_tokens=max_tokens, seed=seed
@@ -114,7 +115,7 @@ def run(
                 benchmark=bench, model=model, engine=engine, samples=samples, sampling=sampling,
                 temperature=temperature,  # None: the agent's own defaults (paper: 0.4 / top_p 0.8 for k>1)
                 parallel=max(1, min(parallel, batch_size)),
-                max_steps=max_steps, prompt=prompt, index=index, out=out, dtype=dtype,
+                max_steps=max_steps, prompt=prompt, index=index, out=out, engine_kwargs=engine_kwargs,
             )
             config: dict[str, object] = {**solver.config, "engine": engine, "index": str(index) if index else None}
         else:
@@ -122,7 +123,7 @@ def run(
             from tinyact.serve.engines import load_engine
 
             solver = CoTSolver(
-                load_engine(model, engine, **({"dtype": dtype} if dtype else {})), bench.kind, samples=samples,
+                load_engine(model, engine, **engine_kwargs), bench.kind, samples=samples,
                 sampling=sampling, model=model,
             )
             config = {**solver.config, "engine": engine}
