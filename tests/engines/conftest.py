@@ -7,6 +7,7 @@ and are torn down when the package's tests are done.
 from __future__ import annotations
 
 import importlib.util
+import os
 import signal
 import socket
 import subprocess
@@ -61,6 +62,41 @@ def vllm_engine(smollm2_path):
     engine.close()
 
 
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ...), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` in the process tree."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(int(entry))):
+            parents[int(entry)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def survivors(pids: set[int], grace: float = 30.0) -> list[int]:
+    """Those of `pids` still running after `grace` seconds; they are SIGKILLed so none outlives the tests."""
+    deadline = time.monotonic() + grace
+    while (alive := sorted(p for p in pids if (f := _stat(p)) and f[0] != "Z")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return alive
+
+
 @pytest.fixture(scope="package")
 def vllm_server(smollm2_path, tiny_lora, tmp_path_factory):
     """`tinyact serve-model smollm2-135m --lora tiny-lora=...` on 127.0.0.1, stopped with Ctrl-C at the end.
@@ -90,13 +126,16 @@ def vllm_server(smollm2_path, tiny_lora, tmp_path_factory):
             time.sleep(1)
         yield SimpleNamespace(url=url, process=proc, log=log)
     finally:
+        started = descendants(proc.pid)  # the vLLM server runs in a session of its own: remember it now
         proc.send_signal(signal.SIGINT)
         try:
             code = proc.wait(90)
         except subprocess.TimeoutExpired:
             proc.kill()
             code = proc.wait()
+        orphans = survivors(started)
     assert code == 130, log.read_text(errors="replace")[-2000:]
+    assert not orphans, f"serve-model exited but left processes {orphans} running"
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the server still listens after serve-model stopped"
 
