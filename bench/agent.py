@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tinyact.eval.code_tasks import check_code_answer, make_code_tasks
+from tinyact.bench.tasks import progress_bar, solve, summarize
+from tinyact.eval.code_tasks import make_code_tasks
 from tinyact.types import ExecResult
 
 console = Console()
@@ -103,27 +103,10 @@ def accuracy(model: str, prompts: list[str], n_tasks: int, max_steps: int, engin
     tasks = make_code_tasks(n_tasks)
     engine = load_engine(model, engine=engine_name)
     rows = []
-    with Progress(*Progress.get_default_columns()[:-1], TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=console) as progress:
+    with progress_bar(console) as progress:
         for prompt in prompts:
             agent = Agent(engine, prompt=prompt, max_steps=max_steps, time_budget=time_budget)
-            job = progress.add_task(f"{prompt} prompt", total=len(tasks))
-            correct = steps = format_errors = out_of_time = 0
-            seconds = []
-            for task in tasks:
-                started = time.perf_counter()
-                result = agent.run(task.question)
-                seconds.append(time.perf_counter() - started)
-                correct += check_code_answer(result.answer, task.answer)
-                steps += len(result.steps)
-                out_of_time += result.trajectory.end_reason == "time_budget"
-                format_errors += sum(1 for s in result.steps if s.result is None and s.approval is None)
-                progress.advance(job)
-            rows.append({
-                "prompt": prompt, "tasks": len(tasks), "accuracy": correct / len(tasks),
-                "mean_steps": steps / len(tasks), "format_error_rate": format_errors / max(steps, 1),
-                "s_per_task": statistics.median(seconds), "out_of_time": out_of_time,
-            })
+            rows.append({"prompt": prompt, **summarize(solve(agent, tasks, progress, f"{prompt} prompt"))})
             console.log(rows[-1])  # a partial result survives a crash of a later stage
     return rows
 

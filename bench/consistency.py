@@ -8,15 +8,13 @@ Run: python -P -m tinyact.bench.consistency [--tasks 14] [--engines transformers
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tinyact.eval.code_tasks import check_code_answer, make_code_tasks
+from tinyact.bench.tasks import progress_bar, solve, summarize
+from tinyact.eval.code_tasks import make_code_tasks
 
 console = Console()
 
@@ -26,24 +24,11 @@ def measure(engine, ks: list[int], n_tasks: int, max_steps: int, seed: int) -> l
 
     tasks = make_code_tasks(n_tasks, seed=seed)
     rows = []
-    with Progress(*Progress.get_default_columns()[:-1], TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=console) as progress:
+    with progress_bar(console) as progress:
         for k in ks:
             agent = Agent(engine, samples=k, max_steps=max_steps, seed=seed)
-            job = progress.add_task(f"{engine.name} k={k}", total=len(tasks))
-            correct, seconds, step_seconds, steps = 0, [], [], 0
-            for task in tasks:
-                started = time.perf_counter()
-                result = agent.run(task.question)
-                elapsed = time.perf_counter() - started
-                seconds.append(elapsed)
-                step_seconds.append(elapsed / max(1, len(result.steps)))
-                steps += len(result.steps)
-                correct += check_code_answer(result.answer, task.answer)
-                progress.advance(job)
-            rows.append({"engine": engine.name, "k": k, "accuracy": correct / len(tasks),
-                         "s_per_task": statistics.median(seconds), "s_per_step": statistics.median(step_seconds),
-                         "mean_steps": steps / len(tasks)})
+            runs = solve(agent, tasks, progress, f"{engine.name} k={k}")
+            rows.append({"engine": engine.name, "k": k, **summarize(runs)})
             console.log(rows[-1])  # a partial result survives a crash of a later stage
     return rows
 
