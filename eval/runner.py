@@ -176,6 +176,21 @@ def _busy_seconds(spans: list[tuple[float, float]]) -> float:
     return total
 
 
+def _wall_seconds(results: Sequence[Result], *, amortized: bool) -> float:
+    """Time the run was busy. Results that record their batch's start span it; older ones do not.
+    For those, a question's own seconds give its span, unless `amortized` (a batched method such
+    as CoT, whose seconds are a share of a batch run one after another): then their sum counts."""
+    spans, shares = [], 0.0
+    for r in results:
+        if r.batch_started_at is not None:
+            spans.append((r.batch_started_at, r.finished_at))
+        elif amortized:
+            shares += r.prediction.seconds
+        else:
+            spans.append((r.finished_at - r.prediction.seconds, r.finished_at))
+    return _busy_seconds(spans) + shares
+
+
 def summarize(results: Sequence[Result], config: dict[str, Any]) -> RunSummary:
     """Aggregate results into a summary (accuracy, mean steps/tokens, seconds, format errors)."""
     n = len(results)
@@ -199,10 +214,7 @@ def summarize(results: Sequence[Result], config: dict[str, Any]) -> RunSummary:
         mean_steps=mean([r.prediction.steps for r in results]),
         mean_tokens=mean([r.prediction.tokens for r in results]),
         seconds_per_question=mean([r.prediction.seconds for r in results]),
-        wall_seconds=_busy_seconds([
-            (r.finished_at - r.prediction.seconds if r.batch_started_at is None else r.batch_started_at, r.finished_at)
-            for r in results
-        ]),
+        wall_seconds=_wall_seconds(results, amortized=config.get("method") == "cot"),
         format_error_rate=mean([float(r.prediction.format_error) for r in results]),
     )
 

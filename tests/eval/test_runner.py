@@ -151,6 +151,10 @@ def test_wall_time_is_the_union_of_question_spans():
     # a batched method (CoT): each question carries a share of the batch time; the span is the whole batch
     batched = [result(q, 200 - 2.5, 200).model_copy(update={"batch_started_at": 190.0}) for q in "defg"]
     assert summarize(batched, {}).wall_seconds == pytest.approx(10.0)
+    # results written before batches recorded their start: CoT's seconds are shares of sequential batches
+    old = [result(q, 297.5 + i * 0.001, 300 + i * 0.001) for i, q in enumerate("hijk")]
+    assert summarize(old, {"method": "cot"}).wall_seconds == pytest.approx(10.0)
+    assert summarize(old, {"method": "agent"}).wall_seconds == pytest.approx(2.503)
 
 
 def test_run_records_the_batch_start(tmp_path):
