@@ -106,6 +106,7 @@ def main() -> None:
     ap.add_argument("--stages", default="all", help=f"comma list of {','.join(STAGES)} or 'all'")
     ap.add_argument("--k8", action="store_true", help="also evaluate with k=8 (slow on CPU)")
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--plot", default="bench/results/distill.png", help="PNG of the students' accuracy ('' for none)")
     args = ap.parse_args()
 
     from tinyact.distill import DistillConfig, Pipeline, TaskSource, TrainConfig, load_tasks
@@ -213,18 +214,60 @@ def main() -> None:
                                                            out / "eval-untuned-k8.jsonl", prompt="full", samples=8,
                                                            args=args, model_name=args.student))
     table(out, with_prefix, no_prefix, args)
+    if args.plot:
+        plot(out, args.plot, args)
 
 
-def _acc(path: Path, key: str = "correct", ids: set[str] | None = None) -> str:
+def _count(path: Path, key: str = "correct", ids: set[str] | None = None) -> tuple[int, int] | None:
+    """(correct, total) in a trajectory or eval JSONL, or None when it has no rows."""
     from tinyact.distill._jsonl import iter_lines
 
     rows = list(iter_lines(path))
     if ids is not None:
         rows = [r for r in rows if r.get("metadata", r).get("question_id", r.get("id")) in ids]
     if not rows:
+        return None
+    return sum(bool(r.get("metadata", r).get(key)) for r in rows), len(rows)
+
+
+def _acc(path: Path, key: str = "correct", ids: set[str] | None = None) -> str:
+    counted = _count(path, key, ids)
+    if counted is None:
         return "-"
-    ok = sum(bool(r.get("metadata", r).get(key)) for r in rows)
-    return f"{ok}/{len(rows)} ({ok / len(rows):.0%})"
+    ok, n = counted
+    return f"{ok}/{n} ({ok / n:.0%})"
+
+
+STUDENTS = {"untuned": "untuned\n(full prompt)", "agent": "agent-distilled\n(short prompt)", "cot": "CoT-distilled"}
+
+
+def plot(out: Path, path: str, args: Any) -> None:
+    """Held-out accuracy of each student at k=1 and k=8 (bars; partial runs are labelled with their n)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    width = 0.38
+    for j, k in enumerate((1, 8)):
+        label = f"k={k}"
+        for i, name in enumerate(STUDENTS):
+            counted = _count(out / f"eval-{name}-k{k}.jsonl")
+            if counted is None:
+                continue
+            ok, n = counted
+            x = i + (j - 0.5) * width
+            ax.bar(x, ok / n, width, color=("#4c72b0", "#dd8452")[j], label=label)
+            ax.text(x, ok / n + 0.02, f"{ok}/{n}", ha="center", fontsize=8)
+            label = None  # one legend entry per k
+    ax.legend(loc="upper right")
+    ax.set_xticks(range(len(STUDENTS)), list(STUDENTS.values()), fontsize=8)
+    ax.set(ylim=(0, 1), ylabel="held-out accuracy", title=f"{args.student} distilled from {args.teacher}")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    console.print(f"plot: {path}")
 
 
 def table(out: Path, with_prefix: Any, no_prefix: Any, args: Any) -> None:
