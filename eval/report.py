@@ -11,7 +11,7 @@ from pathlib import Path
 from tinyact.errors import ConfigError
 from tinyact.eval.runner import CONFIG, RESULTS, RunSummary, load_results, summarize
 
-__all__ = ["find_runs", "load_summary", "make_report", "markdown_table"]
+__all__ = ["find_runs", "k_comparison", "load_summary", "make_report", "markdown_table"]
 
 
 def find_runs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -91,24 +91,58 @@ def _plot_by_benchmark(runs: Sequence[tuple[Path, RunSummary]], path: Path) -> N
     plt.close(fig)
 
 
-def _plot_vs_k(runs: Sequence[tuple[Path, RunSummary]], path: Path) -> None:
+def k_comparison(runs: Sequence[tuple[Path, RunSummary]]) -> list[dict]:
+    """Accuracy against k, per benchmark, method and model, on the questions that every
+    run of the group answered: a k=8 run over 8 questions is compared with its k=1 run
+    on those same 8, not on all 50. Groups with a single k are left out.
+
+    Returns:
+        One dict per group: benchmark, method, model, n (shared questions) and
+        accuracy {k: fraction}; when two runs share a k, the later one counts.
+    """
+    groups: dict[tuple[str, str, str], list[tuple[int, dict[str, bool]]]] = defaultdict(list)
+    for run, s in runs:
+        correct = {r.id: r.score.correct for r in load_results(run)}
+        groups[(s.benchmark, s.method, s.model)].append((s.samples, correct))
+    rows = []
+    for (benchmark, method, model), members in sorted(groups.items()):
+        if len({k for k, _ in members}) < 2:
+            continue
+        shared = set.intersection(*(set(c) for _, c in members))
+        if not shared:
+            continue
+        accuracy = {k: sum(c[q] for q in shared) / len(shared) for k, c in members}
+        rows.append({"benchmark": benchmark, "method": method, "model": model, "n": len(shared),
+                     "accuracy": dict(sorted(accuracy.items()))})
+    return rows
+
+
+def _k_table(rows: list[dict]) -> str:
+    ks = sorted({k for r in rows for k in r["accuracy"]})
+    head = "| benchmark | method | model | shared questions | " + " | ".join(f"k={k}" for k in ks) + " |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        cells = [f"{r['accuracy'][k]:.3f}" if k in r["accuracy"] else "" for k in ks]
+        lines.append(f"| {r['benchmark']} | {r['method']} | {r['model']} | {r['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot_vs_k(rows: list[dict], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines: dict[str, dict[int, float]] = defaultdict(dict)
-    for _, s in runs:
-        lines[f"{s.benchmark} / {s.method}"][s.samples] = s.accuracy
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for name, points in sorted(lines.items()):
-        ks = sorted(points)
-        ax.plot(ks, [points[k] for k in ks], marker="o", label=name)
-    ks_all = sorted({s.samples for _, s in runs})
+    for r in rows:
+        ks = list(r["accuracy"])
+        ax.plot(ks, [r["accuracy"][k] for k in ks], marker="o",
+                label=f"{r['benchmark']} / {r['method']} ({r['n']} shared q)")
+    ks_all = sorted({k for r in rows for k in r["accuracy"]})
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks_all, [str(k) for k in ks_all])
     ax.set_xlabel("samples k")
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel("accuracy on the questions all k answered")
     ax.set_ylim(0, 1)
     ax.set_title("Accuracy vs k")
     ax.legend(fontsize=8)
@@ -122,7 +156,8 @@ def make_report(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
 
     Plots: ``accuracy_by_benchmark.png`` (grouped bars, one group per
     benchmark, one bar per method/k/model) always; ``accuracy_vs_k.png`` (one
-    line per benchmark/method) when the runs use more than one k.
+    line per benchmark/method/model, on the questions all its runs share, see
+    `k_comparison`) when such a group was run with more than one k.
 
     Args:
         run_dirs: Run folders, or folders holding run folders.
@@ -139,8 +174,9 @@ def make_report(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
     out.mkdir(parents=True, exist_ok=True)
     _plot_by_benchmark(runs, out / "accuracy_by_benchmark.png")
     plots = ["accuracy_by_benchmark.png"]
-    if len({s.samples for _, s in runs}) > 1:
-        _plot_vs_k(runs, out / "accuracy_vs_k.png")
+    k_rows = k_comparison(runs)
+    if k_rows:
+        _plot_vs_k(k_rows, out / "accuracy_vs_k.png")
         plots.append("accuracy_vs_k.png")
     metrics = sorted({s.metric for _, s in runs})
     text = [
@@ -151,6 +187,7 @@ def make_report(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
         "math_equiv: symbolic/numeric equivalence; llm_judge: an LLM judge). "
         f"Results read from {len(runs)} run folder(s) ({RESULTS}).",
         "",
+        *(["## Accuracy vs k, on the questions every k answered", "", _k_table(k_rows)] if k_rows else []),
         *[f"![{p[:-4]}]({p})" for p in plots],
         "",
     ]

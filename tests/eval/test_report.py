@@ -8,7 +8,7 @@ import pytest
 
 from tinyact.errors import ConfigError
 from tinyact.eval.datasets import Benchmark, Question
-from tinyact.eval.report import find_runs, make_report
+from tinyact.eval.report import find_runs, k_comparison, load_summary, make_report
 from tinyact.eval.runner import Prediction, run_eval
 
 
@@ -57,10 +57,22 @@ def test_report_with_several_k_and_benchmarks(tmp_path):
     _run(runs / "gsm-k8", "gsm-hard", "math", "cot", 8, right=4)
     report = make_report([runs], tmp_path / "rep")  # a folder of run folders
     text = report.read_text()
-    assert text.count("| cot | tiny |") == 4 and "| em | 0.250 |" in text
+    assert text.count("| cot | tiny |") == 4 + 2 and "| em | 0.250 |" in text  # 4 runs, 2 k-table rows
     assert "accuracy_vs_k.png" in text
+    assert "| gsm-hard | cot | tiny | 4 | 0.500 | 1.000 |" in text  # the k table
     _assert_png(tmp_path / "rep" / "accuracy_vs_k.png")
     _assert_png(tmp_path / "rep" / "accuracy_by_benchmark.png")
+
+
+def test_k_is_compared_on_the_questions_both_runs_answered(tmp_path):
+    _run(tmp_path / "k1", "gsm-hard", "math", "cot", 1, right=1, n=4)  # q0 right of q0-q3
+    _run(tmp_path / "k8", "gsm-hard", "math", "cot", 8, right=2, n=2)  # q0, q1 right of q0-q1
+    _run(tmp_path / "agent", "gsm-hard", "math", "agent", 1, right=4)  # one k: no line
+    runs = [(p, load_summary(p)) for p in find_runs([tmp_path / "k1", tmp_path / "k8", tmp_path / "agent"])]
+    assert runs[0][1].accuracy == 0.25  # over all 4 in the table ...
+    rows = k_comparison(runs)
+    # ... but 1 of the 2 shared questions in the comparison
+    assert rows == [{"benchmark": "gsm-hard", "method": "cot", "model": "tiny", "n": 2, "accuracy": {1: 0.5, 8: 1.0}}]
 
 
 def test_unfinished_runs_show_n_of_expected(tmp_path):
