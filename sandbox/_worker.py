@@ -53,6 +53,9 @@ import traceback
 
 SCRATCH_FD = 3
 TAIL_DELAY_S = 0.002
+# An execute that finds the process limit reached waits this long for processes that are
+# ending (closed forks, killed strays) to free a slot before it fails.
+SLOT_WAIT_S = 2.0
 CODE_FILENAME = "<code>"
 _HDR = struct.Struct(">I")
 _PR_SET_PDEATHSIG = 1
@@ -367,6 +370,8 @@ class Worker:
         op = msg.get("op")
         if op == "exec":
             self._kill_strays()
+            if self._standby_for(msg):
+                return
             self._send_result(
                 msg.get("id"),
                 time.perf_counter(),
@@ -379,6 +384,26 @@ class Worker:
         elif op == "close":
             os._exit(0)
         time.sleep(0.01)  # let processes that are ending end before the next try
+
+    def _standby_for(self, msg: dict) -> bool:
+        """Retry the standby's fork for up to SLOT_WAIT_S, handing it `msg`: True once it has it.
+
+        Forks that were just closed, or strays just killed, take a moment to end
+        and free their processes. The standby is a copy of this process: it finds
+        `msg` first in its copy of the channel buffer; this holder's copy drops it.
+        """
+        frame = json.dumps(msg).encode()
+        frame = _HDR.pack(len(frame)) + frame
+        give_up = time.monotonic() + SLOT_WAIT_S
+        while time.monotonic() < give_up:
+            time.sleep(0.02)
+            self._reap()
+            self.chan.buf[:0] = frame
+            self._spawn_standby()  # in the standby this raises _Switch, `msg` still in its buffer
+            del self.chan.buf[: len(frame)]
+            if self.standby is not None:
+                return True
+        return False
 
     # fork ----------------------------------------------------------------
     def do_fork(self, msg: dict) -> None:

@@ -256,3 +256,28 @@ def test_fork_beyond_the_process_limit_fails_cleanly(backend):
         f = s.fork()  # and forks again once the failed ones are gone
         assert f.execute("v").value == "1"
         f.close()
+
+
+def test_execute_waits_for_slots_that_closing_forks_free(backend):
+    """Forks closed while an execute finds the process limit reached: it waits for them to end.
+
+    With every slot taken, the last forks have no executor ready (on docker's
+    pids limit; bwrap's RLIMIT_NPROC leaves them one). Closing the others frees
+    slots a moment later; the execute must wait for them, not fail at once.
+    """
+    with open_backend(backend, limits=Limits(processes=12, timeout_s=5)) as s:
+        s.execute("v = 1")
+        forks = []
+        with pytest.raises(SandboxError, match="fork failed|forks could be made"):
+            while len(forks) < 12:
+                forks.append(s.fork())
+        time.sleep(0.5)  # the forks' own executors are forked, as far as slots allow
+        last, others = forks[-1], forks[:-1]
+        closer = threading.Timer(0.3, lambda: [f.close() for f in others])
+        closer.start()
+        try:
+            result = last.execute("v")
+        finally:
+            closer.join()
+            last.close()
+        assert result.error is None and result.value == "1"
