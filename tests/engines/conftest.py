@@ -7,7 +7,6 @@ and are torn down when the package's tests are done.
 from __future__ import annotations
 
 import importlib.util
-import os
 import signal
 import socket
 import subprocess
@@ -62,39 +61,27 @@ def vllm_engine(smollm2_path):
     engine.close()
 
 
-def _stat(pid: int) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name (state, ppid, ...), or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
+def survivors(procs: list, grace: float = 30.0) -> list[int]:
+    """Pids of `procs` (psutil processes) still running after `grace` seconds; those are
+    killed, so that none outlives the tests. Zombies count as ended: an orphan's zombie
+    waits for init, which need not reap it at once."""
+    import psutil
 
-
-def descendants(pid: int) -> set[int]:
-    """Every process below `pid` in the process tree."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (fields := _stat(int(entry))):
-            parents[int(entry)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def survivors(pids: set[int], grace: float = 30.0) -> list[int]:
-    """Those of `pids` still running after `grace` seconds; they are SIGKILLed so none outlives the tests."""
-    deadline = time.monotonic() + grace
-    while (alive := sorted(p for p in pids if (f := _stat(p)) and f[0] != "Z")) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    for pid in alive:
+    def running(p: psutil.Process) -> bool:
         try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
+            return p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + grace
+    while (alive := [p for p in procs if running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
             pass
-    return alive
+    return [p.pid for p in alive]
 
 
 @pytest.fixture(scope="package")
@@ -126,7 +113,10 @@ def vllm_server(smollm2_path, tiny_lora, tmp_path_factory):
             time.sleep(1)
         yield SimpleNamespace(url=url, process=proc, log=log)
     finally:
-        started = descendants(proc.pid)  # the vLLM server runs in a session of its own: remember it now
+        import psutil  # vLLM depends on it
+
+        # the vLLM server runs in a session of its own: remember it while it is still a child
+        started = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signal.SIGINT)
         try:
             code = proc.wait(90)
