@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tinyact.errors import ConfigError
-from tinyact.eval.runner import CONFIG, RESULTS, RunSummary, load_results, summarize
+from tinyact.eval.runner import CONFIG, RESULTS, Result, RunSummary, load_results, summarize
 
-__all__ = ["find_runs", "k_comparison", "load_summary", "make_report", "markdown_table"]
+__all__ = ["find_runs", "k_comparison", "load_run", "load_summary", "make_report", "markdown_table"]
 
 
 def find_runs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -33,11 +33,17 @@ def find_runs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return runs
 
 
-def load_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
-    """The summary of a run, recomputed from its results (so unfinished runs count too)."""
+def load_run(run_dir: str | os.PathLike[str]) -> tuple[RunSummary, list[Result]]:
+    """A run's summary, recomputed from its results (so unfinished runs count too), and the results."""
     run = Path(run_dir)
     config = json.loads((run / CONFIG).read_text(encoding="utf-8"))
-    return summarize(load_results(run), config)
+    results = load_results(run)
+    return summarize(results, config), results
+
+
+def load_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
+    """The summary of a run, recomputed from its results (so unfinished runs count too)."""
+    return load_run(run_dir)[0]
 
 
 def _label(run: Path, s: RunSummary) -> str:
@@ -91,7 +97,7 @@ def _plot_by_benchmark(runs: Sequence[tuple[Path, RunSummary]], path: Path) -> N
     plt.close(fig)
 
 
-def k_comparison(runs: Sequence[tuple[Path, RunSummary]]) -> list[dict]:
+def k_comparison(runs: Sequence[tuple[RunSummary, Sequence[Result]]]) -> list[dict]:
     """Accuracy against k, per benchmark, method and model, on the questions that every
     run of the group answered: a k=8 run over 8 questions is compared with its k=1 run
     on those same 8, not on all 50. Groups with a single k are left out.
@@ -101,8 +107,8 @@ def k_comparison(runs: Sequence[tuple[Path, RunSummary]]) -> list[dict]:
         accuracy {k: fraction}; when two runs share a k, the later one counts.
     """
     groups: dict[tuple[str, str, str], list[tuple[int, dict[str, bool]]]] = defaultdict(list)
-    for run, s in runs:
-        correct = {r.id: r.score.correct for r in load_results(run)}
+    for s, results in runs:
+        correct = {r.id: r.score.correct for r in results}
         groups[(s.benchmark, s.method, s.model)].append((s.samples, correct))
     rows = []
     for (benchmark, method, model), members in sorted(groups.items()):
@@ -169,12 +175,13 @@ def make_report(run_dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.Pa
     Example:
         >>> make_report(["runs/gsm-cot", "runs/gsm-agent"], "runs/report")  # doctest: +SKIP
     """
-    runs = [(r, load_summary(r)) for r in find_runs(run_dirs)]
+    loaded = [(r, *load_run(r)) for r in find_runs(run_dirs)]
+    runs = [(r, s) for r, s, _ in loaded]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _plot_by_benchmark(runs, out / "accuracy_by_benchmark.png")
     plots = ["accuracy_by_benchmark.png"]
-    k_rows = k_comparison(runs)
+    k_rows = k_comparison([(s, results) for _, s, results in loaded])
     if k_rows:
         _plot_vs_k(k_rows, out / "accuracy_vs_k.png")
         plots.append("accuracy_vs_k.png")

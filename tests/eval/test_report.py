@@ -8,7 +8,7 @@ import pytest
 
 from tinyact.errors import ConfigError
 from tinyact.eval.datasets import Benchmark, Question
-from tinyact.eval.report import find_runs, k_comparison, load_summary, make_report
+from tinyact.eval.report import find_runs, k_comparison, load_run, make_report
 from tinyact.eval.runner import Prediction, run_eval
 
 
@@ -68,8 +68,8 @@ def test_k_is_compared_on_the_questions_both_runs_answered(tmp_path):
     _run(tmp_path / "k1", "gsm-hard", "math", "cot", 1, right=1, n=4)  # q0 right of q0-q3
     _run(tmp_path / "k8", "gsm-hard", "math", "cot", 8, right=2, n=2)  # q0, q1 right of q0-q1
     _run(tmp_path / "agent", "gsm-hard", "math", "agent", 1, right=4)  # one k: no line
-    runs = [(p, load_summary(p)) for p in find_runs([tmp_path / "k1", tmp_path / "k8", tmp_path / "agent"])]
-    assert runs[0][1].accuracy == 0.25  # over all 4 in the table ...
+    runs = [load_run(p) for p in find_runs([tmp_path / "k1", tmp_path / "k8", tmp_path / "agent"])]
+    assert runs[0][0].accuracy == 0.25  # over all 4 in the table ...
     rows = k_comparison(runs)
     # ... but 1 of the 2 shared questions in the comparison
     assert rows == [{"benchmark": "gsm-hard", "method": "cot", "model": "tiny", "n": 2, "accuracy": {1: 0.5, 8: 1.0}}]
