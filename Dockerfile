@@ -15,7 +15,6 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PYTHONSAFEPATH=1 \
     PIP_NO_CACHE_DIR=1 \
     TINYACT_HOME=/data
 
@@ -28,14 +27,14 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch>=2.9"
 
 # The repository root is the package; copy the package only (not .venv, build/).
 WORKDIR /src/tinyact
-COPY pyproject.toml README.md __init__.py cli.py errors.py types.py py.typed ./
+COPY pyproject.toml README.md __init__.py cli.py console.py errors.py schema.py py.typed ./
 COPY agents ./agents
 COPY bench ./bench
 COPY distill ./distill
 COPY eval ./eval
+COPY models ./models
 COPY sandbox ./sandbox
 COPY serve ./serve
-COPY tests ./tests
 COPY tools ./tools
 RUN pip install ".[models,serve,retrieval]" && rm -rf /src
 

@@ -13,9 +13,6 @@ TEST_EXTRAS ?= models,retrieval,serve,train,eval,docker,test
 TORCH_SPEC ?= torch==2.13.0
 MODEL ?= qwen2.5-coder-0.5b
 TASK ?= How many times does the letter 'r' appear in 'strawberry raspberry cranberry'?
-# Keep `python -c` / `-m` from putting the repository root (which holds a
-# module named types.py) in front of the standard library.
-export PYTHONSAFEPATH := 1
 
 .PHONY: run test setup setup-test system-deps bench clean-venv
 

@@ -16,18 +16,18 @@ _EXPORTS: dict[str, str] = {
     "Agent": "tinyact.agents",
     "AgentConfig": "tinyact.agents",
     "AgentResult": "tinyact.agents",
-    "Candidate": "tinyact.types",
-    "CodeAction": "tinyact.types",
-    "Completion": "tinyact.types",
-    "ExecResult": "tinyact.types",
-    "Message": "tinyact.types",
-    "ReplayEngine": "tinyact.serve.engines",
-    "SamplingParams": "tinyact.types",
-    "Step": "tinyact.types",
+    "Candidate": "tinyact.schema",
+    "CodeAction": "tinyact.schema",
+    "Completion": "tinyact.schema",
+    "ExecResult": "tinyact.schema",
+    "Message": "tinyact.schema",
+    "ReplayEngine": "tinyact.models.engines",
+    "SamplingParams": "tinyact.schema",
+    "Step": "tinyact.schema",
     "TinyactError": "tinyact.errors",
     "Tool": "tinyact.tools",
-    "Trajectory": "tinyact.types",
-    "load_engine": "tinyact.serve.engines",
+    "Trajectory": "tinyact.schema",
+    "load_engine": "tinyact.models.engines",
     "open_session": "tinyact.sandbox",
     "tool": "tinyact.tools",
 }
@@ -53,8 +53,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from tinyact.sandbox import open_session
     from tinyact.tools import Tool, tool
     from tinyact.errors import TinyactError
-    from tinyact.serve.engines import ReplayEngine, load_engine
-    from tinyact.types import (
+    from tinyact.models.engines import ReplayEngine, load_engine
+    from tinyact.schema import (
         Candidate,
         CodeAction,
         Completion,

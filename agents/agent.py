@@ -17,9 +17,9 @@ from tinyact.agents.nodes import AgentContext
 from tinyact.agents.prompts import render_system_prompt
 from tinyact.agents.registry import SessionRegistry
 from tinyact.errors import ConfigError
-from tinyact.serve.engines.base import Engine
+from tinyact.models.engines.base import Engine
 from tinyact.tools.base import Tool, as_tools
-from tinyact.types import Step, Trajectory, Usage
+from tinyact.schema import Step, Trajectory, Usage
 
 __all__ = ["Agent", "AgentResult", "Approver"]
 
@@ -74,7 +74,7 @@ class Agent:
         self.config = AgentConfig(**config)
         self.tools = as_tools(tools)
         if isinstance(model, str):
-            from tinyact.serve.engines import load_engine
+            from tinyact.models.engines import load_engine
 
             self.engine: Engine = load_engine(model, engine=engine, **(engine_kwargs or {}))
             self.model_name = model

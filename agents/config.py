@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tinyact.errors import ConfigError
-from tinyact.types import SamplingParams
+from tinyact.schema import SamplingParams
 
 __all__ = ["AgentConfig"]
 

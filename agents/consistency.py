@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tinyact.agents.parsing import parse_action
-from tinyact.types import Candidate, Completion, ExecResult
+from tinyact.schema import Candidate, Completion, ExecResult
 
 __all__ = ["SelectOutcome", "outcome_key", "select_candidates"]
 

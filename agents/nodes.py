@@ -26,8 +26,8 @@ from tinyact.agents.prompts import FINAL_ANSWER_PROMPT
 from tinyact.agents.registry import SessionRegistry
 from tinyact.agents.state import AgentState
 from tinyact.errors import SandboxError
-from tinyact.serve.engines.base import Engine
-from tinyact.types import Completion, Message, SamplingParams, Step, Usage
+from tinyact.models.engines.base import Engine
+from tinyact.schema import Completion, Message, SamplingParams, Step, Usage
 
 __all__ = [
     "AgentContext",
@@ -159,7 +159,7 @@ def observe(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     candidates = pending.get("candidates") or []
     action = parse_action(chosen.text) if not candidates else None
     if candidates:
-        from tinyact.types import Candidate
+        from tinyact.schema import Candidate
 
         action = Candidate.model_validate(candidates[pending.get("index", 0)]).action
     result_data = pending.get("result")
@@ -171,7 +171,7 @@ def observe(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         observation = format_parse_error(action.parse_error or "no code")
         error = action.parse_error
     else:
-        from tinyact.types import ExecResult
+        from tinyact.schema import ExecResult
 
         result = ExecResult.model_validate(result_data)
         observation = format_observation(result)

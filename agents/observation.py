@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tinyact.types import ExecResult
+from tinyact.schema import ExecResult
 
 __all__ = ["RETRY_HINT", "format_observation", "format_parse_error", "observation_message"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ast
 import re
 
-from tinyact.types import CodeAction
+from tinyact.schema import CodeAction
 
 __all__ = ["NO_CODE_ERROR", "parse_action", "strip_final_answer_redefinition"]
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tinyact.agents.observation import observation_message
-from tinyact.types import Trajectory
+from tinyact.schema import Trajectory
 
 __all__ = ["append_jsonl", "read_jsonl", "to_messages"]
 

@@ -2,7 +2,7 @@
 code-needing tasks, and the controller's own overhead per step, side by side with
 smolagents' CodeAgent driven by an equivalent scripted model.
 
-Run: python -P -m tinyact.bench.agent [--tasks 35] [--model qwen2.5-coder-0.5b]
+Run: python -m tinyact.bench.agent [--tasks 35] [--model qwen2.5-coder-0.5b]
                                       [--skip-model] [--plot bench/results/agent.png]
 """
 
@@ -18,7 +18,7 @@ from rich.table import Table
 
 from tinyact.bench.tasks import progress_bar, solve, summarize
 from tinyact.eval.code_tasks import make_code_tasks
-from tinyact.types import ExecResult
+from tinyact.schema import ExecResult
 
 console = Console()
 
@@ -49,7 +49,7 @@ def _script(steps: int) -> list[str]:
 def controller_overhead(runs: int, steps: int, sandbox: str) -> list[float]:
     """Milliseconds per step for ``runs`` runs of ``steps`` steps each."""
     from tinyact.agents import Agent
-    from tinyact.serve.engines import ReplayEngine
+    from tinyact.models.engines import ReplayEngine
 
     per_step = []
     for _ in range(runs):
@@ -98,7 +98,7 @@ def smolagents_overhead(runs: int, steps: int) -> list[float] | None:
 def accuracy(model: str, prompts: list[str], n_tasks: int, max_steps: int, engine_name: str,
              time_budget: float | None = None) -> list[dict]:
     from tinyact.agents import Agent
-    from tinyact.serve.engines import load_engine
+    from tinyact.models.engines import load_engine
 
     tasks = make_code_tasks(n_tasks)
     engine = load_engine(model, engine=engine_name)

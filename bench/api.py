@@ -1,7 +1,7 @@
 """Agent API load test: throughput and latency of whole runs over HTTP.
 
-Run: python -P -m tinyact.bench.api --engine replay [--clients 1 4 16] [--requests 48]
-     python -P -m tinyact.bench.api --engine real --clients 1 4 --requests 4
+Run: python -m tinyact.bench.api --engine replay [--clients 1 4 16] [--requests 48]
+     python -m tinyact.bench.api --engine real --clients 1 4 --requests 4
 
 A local uvicorn server (127.0.0.1) runs each request as a full agent run: the
 controller, a fresh sandbox per run, the engine behind the BatchingEngine, and
@@ -111,8 +111,8 @@ def main() -> None:
     args = parser.parse_args()
     requests = args.requests or (48 if args.engine == "replay" else 4)
 
-    from tinyact.serve.api import RunService, ServerConfig
-    from tinyact.serve.api.testing import ScriptedEngine, act
+    from tinyact.serve import RunService, ServerConfig
+    from tinyact.models.engines.scripted import ScriptedEngine, act
 
     console = Console(width=max(Console().width, 110))
     if args.engine == "replay":
@@ -121,8 +121,8 @@ def main() -> None:
         body, name, timeout = {"task": REPLAY_TASK}, "replay (scripted, 2 steps)", 120.0
         options: dict = {}
     else:
-        from tinyact.serve.catalog import default_model
-        from tinyact.serve.engines import load_engine
+        from tinyact.models.catalog import default_model
+        from tinyact.models.engines import load_engine
 
         name = args.model or default_model()
         console.log(f"loading {name} (transformers)")
@@ -170,7 +170,7 @@ def serve(service):
 
     import uvicorn
 
-    from tinyact.serve.api import create_app
+    from tinyact.serve import create_app
 
     @contextlib.contextmanager
     def running():

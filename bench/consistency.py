@@ -1,7 +1,7 @@
 """Self-consistency benchmark: accuracy and seconds per task for k = 1, 4, 8 on the
 seeded code tasks, for each engine, in one run; the cost of k=8 relative to k=1.
 
-Run: python -P -m tinyact.bench.consistency [--tasks 14] [--engines transformers vllm]
+Run: python -m tinyact.bench.consistency [--tasks 14] [--engines transformers vllm]
                                             [--ks 1 4 8] [--plot bench/results/consistency.png]
 """
 
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--plot", default="bench/results/consistency.png")
     args = parser.parse_args()
 
-    from tinyact.serve.engines import load_engine
+    from tinyact.models.engines import load_engine
 
     rows: list[dict] = []
     for name in args.engines:

@@ -10,7 +10,7 @@ Every stage writes into --out and skips work already there (trajectory and
 eval files are resumable line by line), so a killed run continues where it
 stopped: rerun the same command. The table is printed from whatever is on disk.
 
-Run: python -P -m tinyact.bench.distill [--train 14] [--heldout 14] [--out runs/bench-distill]
+Run: python -m tinyact.bench.distill [--train 14] [--heldout 14] [--out runs/bench-distill]
                                         [--stages all|prefix,collect,...] [--k8]
 """
 
@@ -55,7 +55,7 @@ def _agent_eval(engine: Any, questions: list, out_file: Path, *, prompt: str, sa
                 model_name: str) -> dict:
     from tinyact.agents.agent import Agent
     from tinyact.distill.collect import collect_trajectories
-    from tinyact.serve.engines.batching import BatchingEngine
+    from tinyact.models.engines.batching import BatchingEngine
 
     batching = BatchingEngine(engine, max_batch=args.batch, window_ms=50)
     agent = Agent(batching, prompt=prompt, max_steps=args.max_steps, max_tokens=args.max_tokens,
@@ -137,7 +137,7 @@ def main() -> None:
 
     def engine(name: str) -> Any:
         if name not in engines:
-            from tinyact.serve.engines.transformers import TransformersEngine
+            from tinyact.models.engines.transformers import TransformersEngine
 
             engines.clear()  # one model in memory at a time
             engines[name] = TransformersEngine(name)

@@ -1,6 +1,6 @@
 """Engine throughput: tokens/s for n=1, n=8 in one batched call, and 8 separate calls.
 
-Run: python -P -m tinyact.bench.engine [--models smollm2-135m qwen2.5-coder-0.5b] [--runs 3]
+Run: python -m tinyact.bench.engine [--models smollm2-135m qwen2.5-coder-0.5b] [--runs 3]
 Prints a table of min / median / max generated tokens per second.
 """
 
@@ -13,7 +13,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from tinyact.types import Message, SamplingParams
+from tinyact.schema import Message, SamplingParams
 
 PROMPT = [Message(role="user", content="Write a Python function that checks whether a number is prime.")]
 
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     args = parser.parse_args()
 
-    from tinyact.serve.engines import load_engine
+    from tinyact.models.engines import load_engine
 
     console = Console()
     table = Table(title=f"{args.engine} engine, generated tokens/s ({args.max_tokens} new tokens, {args.runs} runs)")

@@ -5,7 +5,7 @@ the query (the mean fraction of a question's gold paragraphs in the top k, and h
 often both are there), index build time, and query latency p50/p99, one query at a
 time and in batches.
 
-    .venv/bin/python -P -m tinyact.bench.retrieval [--plot bench/results/retrieval.png]
+    .venv/bin/python -m tinyact.bench.retrieval [--plot bench/results/retrieval.png]
 
 The hybrid index is cached in --index (rebuilt when missing or with --rebuild).
 """

@@ -1,7 +1,7 @@
 """Sandbox latency: execute round trip, fork + execute for k candidates, and the
 alternatives (smolagents' in-process LocalPythonExecutor, a fresh python3 -c).
 
-Run: python -P -m tinyact.bench.sandbox [--n 500] [--backends process docker]
+Run: python -m tinyact.bench.sandbox [--n 500] [--backends process docker]
 Prints a table of p50 / p99 milliseconds.
 
 Rows:

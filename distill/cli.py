@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+
+from tinyact.console import console, err, fail
 
 app = typer.Typer(help="Distill a teacher agent into a small student (prefixes, collect, filter, sft-data, "
                        "train, export, all).", no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="Distillation config (YAML), e.g. examples/distill-cpu.yaml.")]
 
@@ -25,8 +24,7 @@ def _pipeline(config: Path, workdir: Optional[str] = None) -> object:
     try:
         cfg = load_config(config)
     except (ConfigError, OSError) as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        raise fail(str(e), 2) from None
     if workdir:
         cfg.workdir = workdir
     return Pipeline(cfg)

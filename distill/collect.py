@@ -17,7 +17,7 @@ from tinyact.distill.tasks import grade
 if TYPE_CHECKING:
     from tinyact.agents.agent import Agent
     from tinyact.eval.datasets import Question
-    from tinyact.types import Trajectory
+    from tinyact.schema import Trajectory
 
 __all__ = ["CollectSummary", "collect_trajectories", "done_question_ids", "read_trajectories", "summarize_trajectories"]
 
@@ -55,7 +55,7 @@ def done_question_ids(path: str | os.PathLike[str]) -> set[str]:
 
 def read_trajectories(path: str | os.PathLike[str]) -> list[Trajectory]:
     """Every trajectory line that parses (torn or foreign lines skipped), in file order."""
-    from tinyact.types import Trajectory
+    from tinyact.schema import Trajectory
 
     out = []
     for r in iter_lines(path):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyact.distill.tasks import grade
-from tinyact.types import Trajectory
+from tinyact.schema import Trajectory
 
 __all__ = ["FilterReport", "filter_file", "filter_trajectories", "reject_reason"]
 

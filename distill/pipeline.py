@@ -38,7 +38,7 @@ class Pipeline:
 
     def teacher_engine(self) -> Any:
         if self._engine is None:
-            from tinyact.serve.engines import load_engine
+            from tinyact.models.engines import load_engine
 
             self._engine = load_engine(self.config.teacher, self.config.teacher_engine,
                                        **self.config.teacher_engine_kwargs)
@@ -56,7 +56,7 @@ class Pipeline:
     # -------------------------------------------------------------- stages
     def prefixes(self) -> dict[str, str]:
         from tinyact.distill.prefixes import generate_prefixes
-        from tinyact.types import SamplingParams
+        from tinyact.schema import SamplingParams
 
         c = self.config
         return generate_prefixes(self.teacher_engine(), self.questions(), self.paths["prefixes"], teacher=c.teacher,
@@ -67,7 +67,7 @@ class Pipeline:
         from tinyact.agents.agent import Agent
         from tinyact.distill.collect import collect_trajectories
         from tinyact.distill.prefixes import load_prefixes
-        from tinyact.serve.engines.batching import BatchingEngine
+        from tinyact.models.engines.batching import BatchingEngine
 
         c = self.config
         prefixes = None

@@ -12,8 +12,8 @@ from tinyact.distill._jsonl import JsonlWriter, iter_lines
 
 if TYPE_CHECKING:
     from tinyact.eval.datasets import Question
-    from tinyact.serve.engines.base import Engine
-    from tinyact.types import SamplingParams
+    from tinyact.models.engines.base import Engine
+    from tinyact.schema import SamplingParams
 
 __all__ = ["first_thought", "generate_prefixes", "load_prefixes", "make_prefix"]
 
@@ -72,7 +72,7 @@ def generate_prefixes(
         ``{question id: prefix}`` for every question in the file.
     """
     from tinyact.eval.prompts import COT_PROMPT_VERSION, cot_messages
-    from tinyact.types import SamplingParams
+    from tinyact.schema import SamplingParams
 
     sampling = sampling or SamplingParams(temperature=0.0, max_tokens=256)
     done = {r["id"] for r in iter_lines(out_path)}

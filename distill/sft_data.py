@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from tinyact.types import Trajectory
+from tinyact.schema import Trajectory
 
 __all__ = ["from_smolagents_messages", "import_smolagents_logs", "student_system_prompt", "to_sft_example",
            "write_sft_data"]

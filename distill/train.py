@@ -77,7 +77,7 @@ def train_student(
     from trl import SFTTrainer
 
     from tinyact.distill.masking import build_dataset
-    from tinyact.serve.catalog import resolve_model
+    from tinyact.models.catalog import resolve_model
 
     config = config or TrainConfig()
     out = Path(output_dir)
@@ -128,7 +128,7 @@ def export_model(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tinyact.serve.catalog import resolve_model
+    from tinyact.models.catalog import resolve_model
 
     src, out = Path(trained_dir), Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 
+from tinyact.console import fail
 from tinyact.errors import ConfigError, TinyactError
 
 app = typer.Typer(
@@ -16,9 +17,8 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+def _fail(message: str) -> NoReturn:
+    raise fail(message, 2)
 
 
 def _make_agent_solver(
@@ -31,16 +31,13 @@ def _make_agent_solver(
     from tinyact.agents import Agent
     from tinyact.eval.agent_solver import AgentSolver
 
-    tools = []
-    if index is not None:
-        from tinyact.tools.retrieval import RemoteRetriever, open_index, search_tool
+    from tinyact.tools.retrieval.cli import search_tools
 
-        text = str(index)
-        tools.append(search_tool(RemoteRetriever(text) if text.startswith(("http://", "https://")) else open_index(index)))
+    tools = search_tools(None if index is None else str(index))
     llm: Any = model
     if parallel > 1:  # questions run side by side; their model calls merge into batched engine calls
-        from tinyact.serve.engines import load_engine
-        from tinyact.serve.engines.batching import BatchingEngine
+        from tinyact.models.engines import load_engine
+        from tinyact.models.engines.batching import BatchingEngine
 
         llm = BatchingEngine(load_engine(model, engine, **(engine_kwargs or {})), max_batch=parallel, window_ms=50)
         llm.model_name = model
@@ -92,7 +89,7 @@ def run(
     """Run one benchmark with one method into a resumable run folder."""
     from tinyact.eval.datasets import load_benchmark
     from tinyact.eval.runner import run_eval
-    from tinyact.types import SamplingParams
+    from tinyact.schema import SamplingParams
 
     try:
         if method not in ("cot", "agent"):
@@ -120,7 +117,7 @@ def run(
             config: dict[str, object] = {**solver.config, "engine": engine, "index": str(index) if index else None}
         else:
             from tinyact.eval.cot import CoTSolver
-            from tinyact.serve.engines import load_engine
+            from tinyact.models.engines import load_engine
 
             solver = CoTSolver(
                 load_engine(model, engine, **engine_kwargs), bench.kind, samples=samples,

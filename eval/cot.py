@@ -10,11 +10,11 @@ from tinyact.eval.math_equiv import extract_math_answer, last_boxed, normalize_m
 from tinyact.eval.metrics import extract_qa_answer, normalize_answer
 from tinyact.eval.prompts import COT_PROMPT_VERSION, cot_messages
 from tinyact.eval.runner import Prediction
-from tinyact.types import SamplingParams
+from tinyact.schema import SamplingParams
 
 if TYPE_CHECKING:
     from tinyact.eval.datasets import Question
-    from tinyact.serve.engines.base import Engine
+    from tinyact.models.engines.base import Engine
 
 __all__ = ["CoTSolver", "majority_answer"]
 

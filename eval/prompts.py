@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from tinyact.types import Message
+from tinyact.schema import Message
 
 __all__ = ["COT_PROMPTS", "COT_PROMPT_VERSION", "cot_messages"]
 

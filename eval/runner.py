@@ -15,7 +15,7 @@ from tinyact.errors import ConfigError
 from tinyact.eval.metrics import Score
 
 if TYPE_CHECKING:
-    from tinyact.types import Trajectory
+    from tinyact.schema import Trajectory
     from tinyact.eval.datasets import Benchmark, Question
     from tinyact.eval.judge import LLMJudge
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from tinyact.errors import SandboxError, SandboxErrorCode
 from tinyact.sandbox.limits import Limits
-from tinyact.types import ExecError, ExecResult
+from tinyact.schema import ExecError, ExecResult
 
 __all__ = ["Session"]
 

@@ -25,13 +25,13 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_path() -> Path:
     """The catalog's smallest model, prepared once (cached in $TINYACT_HOME)."""
-    from tinyact.serve.catalog import model_path
+    from tinyact.models.catalog import model_path
 
     return model_path("smollm2-135m")
 
 
 @pytest.fixture(scope="session")
 def smol_engine(smollm2_path):
-    from tinyact.serve.engines.transformers import TransformersEngine
+    from tinyact.models.engines.transformers import TransformersEngine
 
     return TransformersEngine(str(smollm2_path))

@@ -5,27 +5,39 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import tinyact
-from tinyact.types import SamplingParams, Trajectory
+from tinyact.schema import SamplingParams, Trajectory
 
 HEAVY = ["torch", "transformers", "vllm", "faiss", "trl", "sentence_transformers", "fastapi", "docker", "bm25s"]
 
 
 def _run(code: str) -> str:
-    # -P: never let the current folder (maybe the repository root, which holds
-    # types.py) shadow the standard library.
-    return subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True).stdout
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
 
 
 def test_import_tinyact_stays_light():
     code = (
-        "import sys, json, tinyact, tinyact.cli, tinyact.types, tinyact.serve.engines; "
+        "import sys, json, tinyact, tinyact.cli, tinyact.schema, tinyact.models.engines; "
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     )
     assert json.loads(_run(code)) == []
+
+
+def test_import_from_the_repository_root_needs_no_flags():
+    # The repository root is the package; nothing in it may shadow the standard library.
+    root = Path(tinyact.__file__).parent
+    shadowing = sorted(
+        p.stem for p in root.iterdir()
+        if (p.suffix == ".py" or (p / "__init__.py").exists()) and p.stem in sys.stdlib_module_names
+    )
+    assert shadowing == []
+    out = subprocess.run([sys.executable, "-c", "import types, tinyact; print(types.__file__)"],
+                         capture_output=True, text=True, check=True, cwd=root).stdout
+    assert str(root) not in out
 
 
 def test_all_is_sorted_and_resolves():
@@ -37,7 +49,7 @@ def test_all_is_sorted_and_resolves():
 
 
 def test_cli_help_lists_commands():
-    out = subprocess.run([sys.executable, "-P", "-m", "tinyact.cli", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "tinyact.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
     for command in ("models", "chat", "sandbox", "index"):
         assert command in out.stdout

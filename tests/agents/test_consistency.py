@@ -6,7 +6,7 @@ import pytest
 
 from tinyact import Agent, ReplayEngine
 from tinyact.agents.consistency import outcome_key
-from tinyact.types import ExecResult
+from tinyact.schema import ExecResult
 
 
 def act(code: str) -> str:

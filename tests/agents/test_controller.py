@@ -10,7 +10,7 @@ from tinyact import Agent, ReplayEngine
 from tinyact.agents.observation import RETRY_HINT
 from tinyact.agents.trajectory import append_jsonl, read_jsonl, to_messages
 from tinyact.errors import ConfigError, ReplayError
-from tinyact.types import Step
+from tinyact.schema import Step
 
 
 def act(code: str, thought: str = "go") -> str:

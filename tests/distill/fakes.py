@@ -5,8 +5,8 @@ Kept as source text too (FAKE_ENGINE_SOURCE) so a subprocess can define the same
 
 FAKE_ENGINE_SOURCE = r'''
 import re, time
-from tinyact.serve.engines.base import apply_stop, as_messages, prefixes_for
-from tinyact.types import Completion
+from tinyact.models.engines.base import apply_stop, as_messages, prefixes_for
+from tinyact.schema import Completion
 
 
 class ExprEngine:

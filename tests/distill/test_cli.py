@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from tinyact.distill.cli import app
-from tinyact.types import CodeAction, ExecResult, Step, Trajectory
+from tinyact.schema import CodeAction, ExecResult, Step, Trajectory
 
 runner = CliRunner()
 

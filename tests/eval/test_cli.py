@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tinyact.eval.cli import app
-from tinyact.serve.engines import ReplayEngine
+from tinyact.models.engines import ReplayEngine
 
 runner = CliRunner()
 
@@ -20,7 +20,7 @@ def test_list(data_dir):
 
 
 def test_run_cot_then_resume_then_report(data_dir, tmp_path, monkeypatch):
-    import tinyact.serve.engines as engines
+    import tinyact.models.engines as engines
 
     made = []
 
@@ -62,7 +62,7 @@ def test_run_errors_are_clear(data_dir, tmp_path, extra, message):
 
 
 def test_dtype_reaches_the_engine_and_the_run_config(data_dir, tmp_path, monkeypatch):
-    import tinyact.serve.engines as engines
+    import tinyact.models.engines as engines
 
     seen = []
 
@@ -80,7 +80,7 @@ def test_dtype_reaches_the_engine_and_the_run_config(data_dir, tmp_path, monkeyp
 
 
 def test_agent_method_with_k_samples_uses_the_paper_sampling(data_dir, tmp_path, monkeypatch):
-    import tinyact.serve.engines as engines
+    import tinyact.models.engines as engines
 
     code = "Thought: add\nCode:\n```py\nfinal_answer(13138980)\n```"
     replay = ReplayEngine([[code] * 8])
@@ -96,7 +96,7 @@ def test_agent_method_with_k_samples_uses_the_paper_sampling(data_dir, tmp_path,
 
 
 def test_agent_method_runs_questions_side_by_side_through_one_batching_engine(data_dir, tmp_path, monkeypatch):
-    import tinyact.serve.engines as engines
+    import tinyact.models.engines as engines
 
     code = "Thought: add\nCode:\n```py\nfinal_answer(13138980)\n```"  # right for question 1 only
     replay = ReplayEngine([code, code])

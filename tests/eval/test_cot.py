@@ -7,7 +7,7 @@ import json
 from tinyact.eval.cot import CoTSolver, majority_answer
 from tinyact.eval.prompts import COT_PROMPT_VERSION, cot_messages
 from tinyact.eval.runner import run_eval
-from tinyact.serve.engines import ReplayEngine
+from tinyact.models.engines import ReplayEngine
 
 
 def test_cot_math_end_to_end(load, tmp_path):

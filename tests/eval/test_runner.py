@@ -120,7 +120,7 @@ def test_progress_bar_runs(tmp_path):
 
 def test_prediction_from_trajectory():
     from tinyact.eval.runner import prediction_from_trajectory
-    from tinyact.types import CodeAction, Step, Trajectory, Usage
+    from tinyact.schema import CodeAction, Step, Trajectory, Usage
 
     steps = [
         Step(index=0, model_output="Thought: oops", action=CodeAction(parse_error="no code block"), observation="E"),

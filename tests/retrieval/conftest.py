@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tinyact.tests.retrieval._paths import HOTPOT, SHARED, WIKI18
+from tests.retrieval._paths import HOTPOT, SHARED, WIKI18
 
 SMALL_RECORDS = 30  # HotpotQA questions -> about 290 passages
 
@@ -40,7 +40,7 @@ def embed_model() -> str:
     if name:
         return name
     try:
-        from tinyact.serve.catalog import model_path
+        from tinyact.models.catalog import model_path
 
         return str(model_path("minilm-l6"))
     except Exception as e:  # no catalog, no network for the first preparation, ...

@@ -10,7 +10,7 @@ import pytest
 from tinyact.errors import ConfigError, RetrievalError
 from tinyact.tools.retrieval import CorpusLineWarning, Document, read_corpus
 from tinyact.tools.retrieval.corpus import detect_format
-from tinyact.tests.retrieval._paths import HOTPOT, WIKI18, needs_shared
+from tests.retrieval._paths import HOTPOT, WIKI18, needs_shared
 
 pytestmark = needs_shared
 

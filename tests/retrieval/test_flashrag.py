@@ -9,7 +9,7 @@ import pytest
 from tinyact.errors import RetrievalError
 from tinyact.tools.retrieval import Index, build_index
 from tinyact.tools.retrieval import dense
-from tinyact.tests.retrieval._paths import WIKI18, needs_shared
+from tests.retrieval._paths import WIKI18, needs_shared
 
 pytestmark = needs_shared
 E5_INDEX = WIKI18 / "e5_flat_sample.index"

@@ -11,7 +11,7 @@ import pytest
 from tinyact.errors import ConfigError, RetrievalError
 from tinyact.tools.retrieval import Index, RetrievalConfig, build_index, read_corpus
 from tinyact.tools.retrieval.fusion import rrf
-from tinyact.tests.retrieval._paths import needs_shared
+from tests.retrieval._paths import needs_shared
 
 pytestmark = needs_shared
 

@@ -12,7 +12,7 @@ import pytest
 
 from tinyact.errors import ConfigError, RetrievalError
 from tinyact.tools.retrieval import Document, Index, RemoteRetriever, create_app, search_tool
-from tinyact.tests.retrieval._paths import needs_shared
+from tests.retrieval._paths import needs_shared
 
 pytestmark = needs_shared
 

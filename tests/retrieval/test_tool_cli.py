@@ -13,7 +13,7 @@ import tinyact.tools.retrieval as retrieval
 from tinyact.errors import ConfigError
 from tinyact.tools.retrieval import Document, ScoredDocument, format_hits, search_tool
 from tinyact.tools.retrieval.cli import app
-from tinyact.tests.retrieval._paths import needs_shared
+from tests.retrieval._paths import needs_shared
 
 
 class _Fixed:
@@ -98,8 +98,8 @@ def test_cli_serve_answers_search_r1_requests(tmp_path: Path, small_corpus: Path
         port = s.getsockname()[1]
     code = "from tinyact.cli import main; main()"
     proc = subprocess.Popen(
-        [sys.executable, "-P", "-c", code, "index", "serve", str(out), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONSAFEPATH": "1"},
+        [sys.executable, "-c", code, "index", "serve", str(out), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 60

@@ -24,7 +24,7 @@ TEST_LIMITS = Limits(memory_mb=256, cpu_s=5, timeout_s=5, processes=48, scratch_
 
 @functools.cache
 def docker_skip_reason() -> str | None:
-    from tinyact.tests.sandbox.docker_engine import ensure_docker
+    from tests.sandbox.docker_engine import ensure_docker
 
     return ensure_docker()
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tinyact.tests.sandbox.backends import BACKENDS, open_backend
+from tests.sandbox.backends import BACKENDS, open_backend
 
 
 @pytest.fixture(params=BACKENDS)

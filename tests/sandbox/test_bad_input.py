@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tinyact.sandbox import open_session
-from tinyact.types import ExecResult
+from tinyact.schema import ExecResult
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tinyact.tests.sandbox.backends import docker_skip_reason
+from tests.sandbox.backends import docker_skip_reason
 
 HOST = r"""
 import sys, time
@@ -38,7 +38,7 @@ def _wait_until(pred, timeout: float) -> bool:
 
 def _start_host(backend: str, isolation: str = "auto") -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-P", "-c", HOST, backend, isolation], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
+        [sys.executable, "-c", HOST, backend, isolation], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
     )
     line = proc.stdout.readline().strip()
     assert line, "the host process did not start a session"

@@ -9,7 +9,7 @@ import pytest
 
 from tinyact.errors import ConfigError, SandboxError, SandboxErrorCode
 from tinyact.sandbox import Limits
-from tinyact.tests.sandbox.backends import open_backend
+from tests.sandbox.backends import open_backend
 
 
 def test_variables_persist_and_last_expression_value(session):

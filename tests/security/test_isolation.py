@@ -120,7 +120,7 @@ ESCAPES = {
 
 @pytest.mark.parametrize("escape", sorted(ESCAPES))
 def test_host_environment_is_unreadable(backend, secret, escape):
-    from tinyact.tests.sandbox.backends import open_backend
+    from tests.sandbox.backends import open_backend
 
     with open_backend(backend) as s:  # opened after the secret was planted
         r = s.execute(ESCAPES[escape])

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tinyact.sandbox import Limits
-from tinyact.tests.sandbox.backends import BACKENDS, open_backend
+from tests.sandbox.backends import BACKENDS, open_backend
 
 LIMITS = Limits(memory_mb=256, cpu_s=2, timeout_s=3, processes=48, scratch_mb=64, file_size_mb=16, output_bytes=4096)
 

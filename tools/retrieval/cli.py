@@ -4,18 +4,37 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 
+from tinyact.console import fail
 from tinyact.errors import TinyactError
 
 app = typer.Typer(help="Build, search and serve retrieval indexes.", no_args_is_help=True)
 
 
+IndexOption = Annotated[
+    Optional[str], typer.Option(help="Retrieval index folder or http URL: gives the agent search().")
+]
+
+
+def search_tools(index: str | None) -> list[Any]:
+    """The ``--index`` option of ``run``, ``serve`` and ``eval run``: ``[search tool]``, or ``[]`` without one.
+
+    Raises:
+        TinyactError: the folder is not an index (or the URL is malformed).
+    """
+    if not index:
+        return []
+    from tinyact.tools.retrieval import RemoteRetriever, open_index, search_tool
+
+    retriever = RemoteRetriever(index) if index.startswith(("http://", "https://")) else open_index(index)
+    return [search_tool(retriever)]
+
+
 def _fail(e: Exception) -> NoReturn:
-    typer.echo(f"error: {e}", err=True)
-    raise typer.Exit(1)
+    raise fail(str(e), 1)
 
 
 @app.command()

@@ -21,10 +21,10 @@ def resolve_model(name: str) -> Path:
     if os.sep in name or name.startswith("."):
         raise ConfigError(f"model: folder {name} does not exist")
     try:
-        from tinyact.serve.catalog import model_path
+        from tinyact.models.catalog import model_path
     except ImportError as e:
         raise ConfigError(
-            f"model: {name!r} is not a folder, and the model catalog (tinyact.serve.catalog) is unavailable: {e}"
+            f"model: {name!r} is not a folder, and the model catalog (tinyact.models.catalog) is unavailable: {e}"
         ) from e
     return Path(model_path(name))
 

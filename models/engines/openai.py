@@ -1,0 +1,251 @@
+"""OpenAIEngine: any OpenAI-compatible chat-completions server over HTTP (vLLM's first)."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Self
+
+from tinyact.models.engines.base import Conversation, apply_stop, normalize_call
+from tinyact.schema import Completion, SamplingParams
+
+__all__ = ["DEFAULT_BASE_URL", "OpenAIEngine"]
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+def _base_url(base_url: str | None) -> str:
+    url = base_url or os.environ.get("TINYACT_ENGINE_URL") or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+    return url.rstrip("/")
+
+
+class OpenAIEngine:
+    """``Engine`` over an OpenAI-compatible ``/chat/completions`` endpoint.
+
+    The conversations of one ``generate`` call are sent concurrently (one
+    request each, ``n`` samples per request), so a server that batches (vLLM)
+    sees them together. A prefix is continued with vLLM's
+    ``continue_final_message`` / ``add_generation_prompt`` request fields.
+    Connection errors, timeouts, 429 and 5xx answers are retried with
+    exponential backoff (a ``Retry-After`` header wins); anything else raises
+    ``EngineError`` at once.
+
+    Args:
+        model: the model name the server serves; a URL instead means "the
+            server at this URL, its first model" (``load_engine("openai:http://...")``).
+        base_url: the API root, e.g. ``http://127.0.0.1:8000/v1``; default
+            ``$TINYACT_ENGINE_URL``, then ``$OPENAI_BASE_URL``, then ``DEFAULT_BASE_URL``.
+        api_key: sent as a bearer token; default ``$OPENAI_API_KEY`` (none if unset).
+        timeout: seconds per request (connect, read, write each).
+        max_retries: further tries after the first, for retryable failures.
+        backoff: seconds before the first retry; doubles each time (with jitter).
+        concurrency: requests in flight at once.
+        vllm_extensions: ask for vLLM's per-choice ``token_ids`` and
+            ``stop_reason`` (exact token counts, EOS told apart from a stop
+            string); turn off for a server that rejects unknown fields.
+
+    Example:
+        >>> engine = OpenAIEngine("smollm2-135m", base_url="http://127.0.0.1:8000/v1")  # doctest: +SKIP
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        concurrency: int = 32,
+        vllm_extensions: bool = True,
+    ) -> None:
+        import httpx
+
+        from tinyact.errors import ConfigError
+
+        if max_retries < 0:
+            raise ConfigError(f"max_retries must be >= 0, got {max_retries}")
+        if concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+        if model.startswith(("http://", "https://")):
+            base_url, model = model, ""
+        self.base_url = _base_url(base_url)
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.concurrency = concurrency
+        self.vllm_extensions = vllm_extensions
+        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+        self.model_name = model or self._first_model()
+
+    # ----------------------------------------------------------------- public
+
+    def generate(
+        self,
+        conversations: Sequence[Conversation],
+        *,
+        n: int = 1,
+        sampling: SamplingParams | None = None,
+        stop: Sequence[str] = (),
+        prefix: str | Sequence[str | None] | None = None,
+    ) -> list[list[Completion]]:
+        convs, sampling, prefixes = normalize_call(conversations, n, sampling, prefix)
+        if not convs:
+            return []
+        samples = 1 if sampling.greedy else n
+        stops = [s for s in stop if s]
+        bodies = [self._body(c, p, samples, sampling, stops) for c, p in zip(convs, prefixes)]
+        if len(bodies) == 1:
+            replies = [self._post("/chat/completions", bodies[0])]
+        else:
+            with ThreadPoolExecutor(min(self.concurrency, len(bodies))) as pool:
+                replies = list(pool.map(lambda b: self._post("/chat/completions", b), bodies))
+        results = []
+        for reply, pre in zip(replies, prefixes):
+            row = self._completions(reply, pre, samples, stops)
+            results.append(row if samples == n else row * n)
+        return results
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- private
+
+    def _body(
+        self, messages: list[Any], prefix: str | None, samples: int, sampling: SamplingParams, stops: list[str]
+    ) -> dict[str, Any]:
+        msgs = [m.model_dump() for m in messages]
+        body: dict[str, Any] = {"model": self.model_name, "messages": msgs, "n": samples,
+                                "max_tokens": sampling.max_tokens, "temperature": sampling.temperature}
+        if not sampling.greedy:
+            body["top_p"] = sampling.top_p
+            if sampling.seed is not None:
+                body["seed"] = sampling.seed
+        if stops:
+            body["stop"] = stops
+        if prefix is not None:
+            msgs.append({"role": "assistant", "content": prefix})
+            body.update(continue_final_message=True, add_generation_prompt=False)
+        if self.vllm_extensions:
+            body["return_token_ids"] = True
+        return body
+
+    def _completions(self, reply: dict[str, Any], prefix: str | None, samples: int, stops: list[str]) -> list[Completion]:
+        from tinyact.errors import EngineError
+
+        choices = sorted(reply.get("choices") or [], key=lambda c: c.get("index", 0))
+        if len(choices) < samples:
+            raise EngineError(
+                f"{self.base_url} returned {len(choices)} choice(s) for n={samples} (model {self.model_name!r})"
+            )
+        usage = reply.get("usage") or {}
+        prompt_ids = reply.get("prompt_token_ids")
+        prompt_tokens = len(prompt_ids) if prompt_ids is not None else int(usage.get("prompt_tokens") or 0)
+        # Without per-choice token ids, share the reply's total among the choices.
+        shared = int(usage.get("completion_tokens") or 0) // samples
+        out = []
+        for choice in choices[:samples]:
+            text = (choice.get("message") or {}).get("content") or ""
+            # A server that leaves the stop string in the text: cut it here.
+            text, cut = apply_stop(text, stops)
+            stop_reason = choice.get("stop_reason")
+            if cut is not None:
+                reason, matched = "stop", cut
+            elif choice.get("finish_reason") == "length":
+                reason, matched = "length", None
+            elif isinstance(stop_reason, str) and stop_reason in stops:
+                reason, matched = "stop", stop_reason
+            else:
+                # "stop" without a stop string named: the model ended (EOS).
+                reason, matched = "eos", None
+            token_ids = choice.get("token_ids")
+            out.append(Completion(
+                text=(prefix or "") + text,
+                finish_reason=reason,
+                stop=matched,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=len(token_ids) if token_ids is not None else shared,
+            ))
+        return out
+
+    def _first_model(self) -> str:
+        from tinyact.errors import EngineError
+
+        data = self._request("GET", "/models").get("data") or []
+        if not data:
+            raise EngineError(f"{self.base_url}/models lists no model")
+        return str(data[0]["id"])
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", path, body)
+
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        import httpx
+
+        from tinyact.errors import EngineError
+
+        url = f"{self.base_url}{path}"
+        for attempt in range(self.max_retries + 1):
+            last = attempt == self.max_retries
+            retry_after: float | None = None
+            try:
+                resp = self._client.request(method, path, json=body)
+            except httpx.TimeoutException as e:
+                if last:
+                    raise EngineError(f"{url} timed out after {self.max_retries + 1} tries ({type(e).__name__})") from None
+            except httpx.TransportError as e:
+                if last:
+                    raise EngineError(
+                        f"cannot reach the model server at {self.base_url} ({e or type(e).__name__}); "
+                        "is it running? Start one with `tinyact serve-model NAME`"
+                    ) from None
+            else:
+                if resp.status_code < 400:
+                    try:
+                        return resp.json()
+                    except ValueError:
+                        raise EngineError(f"{url} answered {resp.status_code} with a body that is not JSON") from None
+                if resp.status_code not in RETRY_STATUS or last:
+                    raise EngineError(f"{url} answered {resp.status_code}: {_error_text(resp)}")
+                retry_after = _retry_after(resp)
+            delay = retry_after if retry_after is not None else self.backoff * 2**attempt * (1 + random.random() / 4)
+            time.sleep(min(delay, 60.0))
+        raise AssertionError("unreachable")
+
+
+def _error_text(resp: Any) -> str:
+    try:
+        data = resp.json()
+    except ValueError:
+        return resp.text[:300].strip() or resp.reason_phrase
+    err = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(err, dict):
+        return str(err.get("message") or err)[:300]
+    return str(err)[:300]
+
+
+def _retry_after(resp: Any) -> float | None:
+    value = resp.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,75 @@
+"""ScriptedEngine: a stateless scripted engine for servers running many runs at once.
+
+``ReplayEngine`` hands out its script in call order, which only works for one
+run at a time. Here the response is a function of the conversation itself: the
+task (its first user message) picks a script, and the number of assistant
+turns so far picks the step. So concurrent runs, batched calls and a run
+resumed by a fresh process all get the right response.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from tinyact.errors import ReplayError
+from tinyact.models.engines.base import Conversation, as_messages, prefixes_for
+from tinyact.models.engines.replay import ReplayEngine
+from tinyact.schema import Completion, SamplingParams
+
+__all__ = ["ScriptedEngine", "act"]
+
+
+def act(code: str, thought: str = "go") -> str:
+    """A well-formed CodeAct model output running ``code``."""
+    return f"Thought: {thought}\nCode:\n```py\n{code}\n```"
+
+
+class ScriptedEngine:
+    """Responds by task and step.
+
+    Args:
+        scripts: task text (or a callable ``task -> script | None``) -> list of
+            responses, one per step (the last one repeats if the run goes on).
+        delay: seconds each ``generate`` call sleeps (to model engine latency).
+
+    Example:
+        >>> engine = ScriptedEngine({"2+2?": [act("final_answer(4)")]})
+    """
+
+    name = "scripted"
+
+    def __init__(
+        self, scripts: Mapping[str, Sequence[str]] | Callable[[str], Sequence[str] | None], *,
+        model: str = "scripted", delay: float = 0.0,
+    ) -> None:
+        self.scripts = scripts
+        self.model = model
+        self.delay = delay
+        self.calls = 0
+        self.conversations = 0
+
+    def generate(
+        self,
+        conversations: Sequence[Conversation],
+        *,
+        n: int = 1,
+        sampling: SamplingParams | None = None,
+        stop: Sequence[str] = (),
+        prefix: str | Sequence[str | None] | None = None,
+    ) -> list[list[Completion]]:
+        self.calls += 1
+        self.conversations += len(conversations)
+        if self.delay:
+            time.sleep(self.delay)
+        out = []
+        for conv, pre in zip(conversations, prefixes_for(prefix, len(conversations))):
+            msgs = as_messages(conv)
+            task = next((m.content for m in msgs if m.role == "user"), "").removeprefix("New task:\n")
+            script = self.scripts(task) if callable(self.scripts) else self.scripts.get(task)
+            if not script:
+                raise ReplayError(f"no script for task {task[:80]!r}")
+            step = sum(m.role == "assistant" for m in msgs)
+            text = script[min(step, len(script) - 1)]
+            out.append([ReplayEngine._complete(text, msgs, pre, stop) for _ in range(n)])
+        return out

@@ -1,0 +1,61 @@
+"""``tinyact serve``: the agent API server."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from tinyact.console import err, fail
+from tinyact.tools.retrieval.cli import IndexOption, search_tools
+
+
+def serve(
+    model: Annotated[Optional[str], typer.Option(help="Catalog name or model folder (with --engine-url: the served name).")] = None,
+    engine: Annotated[str, typer.Option(help="transformers | vllm (ignored with --engine-url)")] = "transformers",
+    engine_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible model server, e.g. http://vllm:8000/v1.")] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind; without API keys only loopback clients are served.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    index: IndexOption = None,
+    db: Annotated[Optional[str], typer.Option(help="SQLite file for runs and checkpoints (default: $TINYACT_HOME/api.sqlite).")] = None,
+    api_keys_file: Annotated[Optional[str], typer.Option(help="Accepted bearer keys, one a line (also $TINYACT_API_KEYS, comma-separated).")] = None,
+    on_restart: Annotated[str, typer.Option(help="Runs left unfinished by a previous process: interrupt | resume.")] = "interrupt",
+    max_active_per_key: Annotated[int, typer.Option(min=1, help="Runs of one key executing at once.")] = 4,
+    max_queued_per_key: Annotated[int, typer.Option(min=0, help="Runs of one key waiting; beyond it 429.")] = 16,
+    max_steps: Annotated[int, typer.Option(min=1, help="Default steps per run.")] = 5,
+    max_steps_limit: Annotated[int, typer.Option(min=1, help="Most steps a request may ask for.")] = 20,
+    max_samples: Annotated[int, typer.Option(min=1, help="Most samples (k) a request may ask for.")] = 8,
+    run_timeout: Annotated[float, typer.Option(min=1, help="Wall-clock seconds per run.")] = 300.0,
+    sandbox: Annotated[str, typer.Option(help="auto | process | docker")] = "auto",
+) -> None:
+    """Serve the agent over HTTP: /v1/runs (SSE streaming), /v1/chat/completions, /metrics."""
+    import uvicorn
+
+    from tinyact.errors import TinyactError
+    from tinyact.serve import RunService, ServerConfig, create_app, read_api_keys
+    from tinyact.models.catalog import default_model, tinyact_home
+    from tinyact.models.engines import load_engine
+
+    try:
+        tools = search_tools(index)
+        if db is None:
+            (tinyact_home()).mkdir(parents=True, exist_ok=True)
+            db = str(tinyact_home() / "api.sqlite")
+        config = ServerConfig(
+            db=db, api_keys=read_api_keys(api_keys_file), on_restart=on_restart,  # type: ignore[arg-type]
+            max_active_per_key=max_active_per_key, max_queued_per_key=max_queued_per_key,
+            default_max_steps=max_steps, max_steps_limit=max_steps_limit, max_samples=max_samples,
+            run_timeout=run_timeout, sandbox=sandbox, engine_parallel=8 if engine_url else 1,
+        )
+    except TinyactError as e:
+        raise fail(str(e)) from None
+    if engine_url:  # the served name from --model, else the server's first model
+        name = model
+        loader = lambda: load_engine(model or engine_url, engine="openai", base_url=engine_url)  # noqa: E731
+    else:
+        name = model or default_model()
+        loader = lambda: load_engine(name, engine=engine)  # noqa: E731
+    if not config.api_keys and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]warning:[/] no API key configured: binding {host} but serving loopback clients only")
+    service = RunService(loader, tools=tools, config=config, model_name=name)
+    uvicorn.run(create_app(service), host=host, port=port, timeout_graceful_shutdown=5, log_level="info")

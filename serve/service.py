@@ -1,0 +1,403 @@
+"""RunService: the agent API's logic, with the engine and tools injected.
+
+Each run executes in its own worker thread (the ``Agent`` API is synchronous)
+with its own sandbox; one engine serves every run, behind a ``BatchingEngine``
+so concurrent proposals share engine calls. A run publishes its events
+(``step``, then ``final`` or ``error``) to any number of asyncio readers; the
+streaming route, the waiting route and the chat facade all read the same
+events, so there is one body for every way of asking. Runs are persisted in
+SQLite (runs table + LangGraph checkpoints) and survive a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from tinyact.agents import Agent, AgentConfig
+from tinyact.errors import ConfigError
+from tinyact.serve.config import ServerConfig
+from tinyact.serve.limits import KeyLimiter, QueueFull
+from tinyact.serve.metrics import Metrics
+from tinyact.serve.protocol import (
+    FinalEvent,
+    ModelCard,
+    ModelList,
+    Readiness,
+    RunEvent,
+    RunInfo,
+    RunList,
+    RunRequest,
+    RunSummary,
+)
+from tinyact.serve.runs import TERMINAL, Event, RunHandle
+from tinyact.serve.store import RunStore, connect, decode_cursor, encode_cursor
+from tinyact.models.engines.base import Engine
+from tinyact.tools.base import Tool, as_tools
+from tinyact.schema import Step, Trajectory
+
+__all__ = ["ApiError", "RunService"]
+
+log = logging.getLogger("tinyact.serve")
+
+
+
+class ApiError(Exception):
+    """A request the service refuses; app.py turns it into an ``ErrorResponse``."""
+
+    def __init__(
+        self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
+        code: str | None = None, headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+
+class RunService:
+    """Runs agent tasks for the API.
+
+    Args:
+        engine: an ``Engine``, or a zero-argument callable that loads one (called
+            in the background at ``start()``; ``/readyz`` turns ready after it).
+        tools: tools runs may use, by name (a request's ``tools`` picks a subset).
+        config: limits, persistence and defaults.
+        model_name: the served model's name (taken from the engine when omitted).
+        batch: wrap the engine in a ``BatchingEngine`` (concurrent proposals merged).
+        sandbox: override ``config.sandbox`` with a session factory (tests).
+    """
+
+    def __init__(
+        self,
+        engine: Engine | Callable[[], Engine],
+        *,
+        tools: Sequence[Tool | Callable[..., Any]] = (),
+        config: ServerConfig | None = None,
+        model_name: str | None = None,
+        batch: bool = True,
+        sandbox: str | Callable[..., Any] | None = None,
+    ) -> None:
+        self.config = config or ServerConfig()
+        self.tools = {t.name: t for t in as_tools(tools)}
+        self._loader = None if hasattr(engine, "generate") else engine
+        self._given_engine = engine if self._loader is None else None
+        self.engine: Engine | None = None
+        self._named = model_name
+        self.model_name = model_name or (_engine_model(engine) if self._loader is None else None) or "loading"
+        self.batch = batch
+        self.sandbox = sandbox or self.config.sandbox
+        self.metrics = Metrics()
+        self.limiter = KeyLimiter(self.config.max_active_per_key, self.config.max_queued_per_key)
+        self.load_error: str | None = None
+        self.store: RunStore | None = None
+        self.saver: Any = None
+        self._active: dict[str, RunHandle] = {}
+        self._ready = threading.Event()
+        self._closing = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Open the database, handle runs a previous process left, load the engine."""
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        self.store = RunStore(self.config.db)
+        self.saver = SqliteSaver(connect(self.config.db))
+        self.saver.setup()
+        if self._loader is None:
+            self._set_engine(self._given_engine)
+        else:
+            threading.Thread(target=self._load, name="engine-load", daemon=True).start()
+        self._recover()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop: kill the sandboxes of running runs and leave them unfinished in the
+        database (the next start interrupts or resumes them, as configured)."""
+        self._closing = True
+        handles = list(self._active.values())
+        for h in handles:
+            if h.agent is not None:
+                h.agent.sessions.close_all()
+        deadline = time.monotonic() + timeout
+        for h in handles:
+            if h.thread is not None:
+                h.thread.join(max(0.0, deadline - time.monotonic()))
+        close = getattr(self.engine, "close", None)
+        if self.batch and close is not None:
+            close()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def readiness(self) -> Readiness:
+        return Readiness(
+            ready=self.ready, model=self.model_name, engine=getattr(self.engine, "name", None),
+            detail=self.load_error or (None if self.ready else "the model is loading"),
+        )
+
+    def models(self) -> ModelList:
+        return ModelList(data=[ModelCard(id=self.model_name)])
+
+    # --------------------------------------------------------------------- runs
+
+    def submit(self, request: RunRequest, key_id: str) -> RunHandle:
+        """Validate against the server's limits, admit (or 429), start the run's thread."""
+        if self.load_error is not None:
+            raise ApiError(503, f"the model failed to load: {self.load_error}", type="unavailable_error")
+        if not self.ready:
+            raise ApiError(503, "the model is still loading; retry shortly", type="unavailable_error",
+                           headers={"Retry-After": str(self.config.retry_after)})
+        options = self._options(request)
+        self._tools_for(request)
+        try:
+            self.limiter.admit(key_id)
+        except QueueFull:
+            self.metrics.request_rejected("queue_full")
+            raise ApiError(
+                429, f"too many runs for this key: {self.config.max_active_per_key} running and "
+                f"{self.config.max_queued_per_key} queued; retry later", type="rate_limit_error",
+                code="queue_full", headers={"Retry-After": str(self.config.retry_after)},
+            ) from None
+        run_id = "run_" + uuid.uuid4().hex
+        assert self.store is not None
+        created = self.store.create(run_id, key_id, request.task, self.model_name,
+                                    {**request.model_dump(), "options": options})
+        handle = RunHandle(run_id, key_id, request, created)
+        self._launch(handle, options)
+        return handle
+
+    async def events(self, handle: RunHandle) -> AsyncIterator[Event]:
+        """``run``, then each ``step``, then ``final`` or ``error`` (from the start, whenever called)."""
+        yield "run", RunEvent(id=handle.id, status="queued").model_dump()
+        queue = handle.subscribe()
+        try:
+            while True:
+                kind, data = await queue.get()
+                yield kind, data
+                if kind in TERMINAL:
+                    return
+        finally:
+            handle.unsubscribe(queue)
+
+    async def run(self, request: RunRequest, key_id: str) -> RunInfo:
+        """Submit and wait for the end; the answer with the whole trajectory."""
+        handle = self.submit(request, key_id)
+        async for _ in self.events(handle):
+            pass
+        return self.info(handle.id, key_id)
+
+    def info(self, run_id: str, key_id: str) -> RunInfo:
+        assert self.store is not None
+        row = self.store.get(run_id)
+        if row is None or row["key_id"] != key_id:  # another key's run does not exist for you
+            raise ApiError(404, f"no run {run_id!r}", type="not_found_error", param="path.run_id")
+        return RunInfo(
+            id=row["id"], status=row["status"], task=row["task"], model=row["model"],
+            created_at=row["created_at"], finished_at=row["finished_at"], end_reason=row["end_reason"],
+            answer=row["answer"], error=row["error"], steps=row["steps"],
+            trajectory=Trajectory.model_validate(row["trajectory"]) if row["trajectory"] else None,
+        )
+
+    def list_runs(self, key_id: str, limit: int = 20, cursor: str | None = None) -> RunList:
+        assert self.store is not None
+        try:
+            position = decode_cursor(cursor) if cursor else None
+        except ValueError:
+            raise ApiError(422, "cursor is not one this server gave out", param="query.cursor") from None
+        rows = self.store.page(key_id, limit + 1, position)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        data = [RunSummary(id=r["id"], status=r["status"], task=r["task"], created_at=r["created_at"],
+                           finished_at=r["finished_at"], end_reason=r["end_reason"], answer=r["answer"],
+                           steps=r["n"] or 0) for r in rows]
+        next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more and rows else None
+        return RunList(data=data, next_cursor=next_cursor)
+
+    async def cancel(self, run_id: str, key_id: str, wait: float = 15.0) -> RunInfo:
+        """Cancel a queued or running run: its sandbox is killed, it ends with reason "cancelled"."""
+        handle = self._active.get(run_id)
+        if handle is None or handle.key_id != key_id:
+            info = self.info(run_id, key_id)  # 404 when unknown
+            raise ApiError(409, f"run {run_id!r} is already {info.status}", type="conflict_error",
+                           code="run_not_active")
+        handle.cancel.set()
+        if handle.agent is not None:
+            handle.agent.sessions.close(run_id)  # kills the code that is running
+        queue = handle.subscribe()
+        try:
+            async with asyncio.timeout(wait):
+                while (await queue.get())[0] not in TERMINAL:
+                    pass
+        except TimeoutError:
+            pass  # still winding down (an engine call in flight); GET shows the end
+        finally:
+            handle.unsubscribe(queue)
+        return self.info(run_id, key_id)
+
+    # ------------------------------------------------------------------ metrics
+
+    def metrics_text(self) -> str:
+        handles = list(self._active.values())
+        sandboxes = sum(len(h.agent.sessions) for h in handles if h.agent is not None)
+        return self.metrics.render({
+            "tinyact_active_sandboxes": ("Sandbox sessions open (one per running run).", sandboxes),
+            "tinyact_active_runs": ("Runs executing now.", self.limiter.active),
+            "tinyact_queue_depth": ("Runs waiting for a slot of their key.", self.limiter.waiting),
+            "tinyact_engine_ready": ("1 once the model is loaded.", 1 if self.ready else 0),
+        })
+
+    @property
+    def active_sandboxes(self) -> int:
+        return sum(len(h.agent.sessions) for h in list(self._active.values()) if h.agent is not None)
+
+    # ---------------------------------------------------------------- internals
+
+    def _options(self, request: RunRequest) -> dict[str, Any]:
+        cfg = self.config
+        if request.model is not None and request.model != self.model_name:
+            raise ApiError(422, f"model {request.model!r} is not served here; this server serves "
+                           f"{self.model_name!r}", param="body.model", code="model_not_found")
+        if request.samples is not None and request.samples > cfg.max_samples:
+            raise ApiError(422, f"samples must be <= {cfg.max_samples} on this server, got {request.samples}",
+                           param="body.samples")
+        if request.max_steps is not None and request.max_steps > cfg.max_steps_limit:
+            raise ApiError(422, f"max_steps must be <= {cfg.max_steps_limit} on this server, got "
+                           f"{request.max_steps}", param="body.max_steps")
+        options = {
+            **cfg.agent_options, "max_steps": cfg.default_max_steps, "samples": cfg.default_samples,
+            "time_budget": cfg.run_timeout, "exec_timeout": min(cfg.exec_timeout, cfg.run_timeout),
+            **request.to_overrides(),
+        }
+        try:
+            AgentConfig(**options)
+        except ConfigError as e:
+            raise ApiError(422, str(e), param="body") from None
+        return options
+
+    def _tools_for(self, request: RunRequest) -> list[Tool]:
+        if request.tools is None:
+            return list(self.tools.values())
+        for i, name in enumerate(request.tools):
+            if name not in self.tools:
+                known = ", ".join(sorted(self.tools)) or "none"
+                raise ApiError(422, f"unknown tool {name!r}; this server has: {known}", param=f"body.tools.{i}",
+                               code="unknown_tool")
+        return [self.tools[name] for name in dict.fromkeys(request.tools)]
+
+    def _launch(self, handle: RunHandle, options: dict[str, Any]) -> None:
+        self._active[handle.id] = handle
+        handle.thread = threading.Thread(target=self._execute, args=(handle, options), name=f"run-{handle.id[-8:]}",
+                                         daemon=True)
+        handle.thread.start()
+
+    def _execute(self, handle: RunHandle, options: dict[str, Any]) -> None:
+        assert self.store is not None
+        try:
+            stopped = lambda: handle.cancel.is_set() or self._closing  # noqa: E731
+            while not self._ready.wait(0.1):
+                if stopped():
+                    break
+            if not self.limiter.acquire(handle.key_id, stopped):
+                if not self._closing:  # cancelled while queued: it never ran
+                    self._end(handle, "finished", end_reason="cancelled")
+                return
+            try:
+                self._drive(handle, options)
+            finally:
+                self.limiter.release(handle.key_id)
+        finally:
+            self._active.pop(handle.id, None)
+            handle.done.set()
+
+    def _drive(self, handle: RunHandle, options: dict[str, Any]) -> None:
+        assert self.store is not None
+        if self._closing:
+            return
+        self.store.set_status(handle.id, "running")
+        try:
+            agent = Agent(self.engine, tools=self._tools_for(handle.request), sandbox=self.sandbox,
+                          checkpointer=self.saver, **options)
+            handle.agent = agent
+            result = None
+            last = time.monotonic()
+            with agent:
+                for item in agent.stream(handle.request.task, thread_id=handle.id, cancel=handle.cancel):
+                    if isinstance(item, Step):
+                        now = time.monotonic()
+                        self.metrics.step_seconds(now - last)
+                        last = now
+                        data = item.model_dump(mode="json")
+                        self.store.add_step(handle.id, data)
+                        handle.publish("step", data)
+                    else:
+                        result = item
+            assert result is not None
+            t = result.trajectory
+            self._end(handle, "finished", end_reason=t.end_reason, answer=result.answer,
+                      trajectory=t.model_dump(mode="json"))
+        except Exception as e:
+            if self._closing:
+                return  # the process is stopping: the next start interrupts or resumes it
+            log.exception("run %s failed", handle.id)
+            self._end(handle, "failed", end_reason="error", error=f"{type(e).__name__}: {e}")
+
+    def _end(self, handle: RunHandle, status: str, *, end_reason: str | None = None, answer: Any = None,
+             error: str | None = None, trajectory: dict | None = None) -> None:
+        assert self.store is not None
+        self.store.finish(handle.id, status=status, end_reason=end_reason, answer=answer, error=error,
+                          trajectory=trajectory)
+        self.metrics.run_ended(end_reason or status)
+        self._active.pop(handle.id, None)  # ended: from now on DELETE is a 409, GET reads the store
+        steps = len(trajectory["steps"]) if trajectory else sum(k == "step" for k, _ in handle.events)
+        final = FinalEvent(id=handle.id, status=status, answer=answer, end_reason=end_reason, steps=steps,  # type: ignore[arg-type]
+                           seconds=round(time.time() - handle.created_at, 3), error=error)
+        handle.publish("final" if status == "finished" else "error", final.model_dump(mode="json"))
+
+    def _recover(self) -> None:
+        """Runs left queued or running by a previous process: interrupt or resume them."""
+        assert self.store is not None
+        for row in self.store.unfinished():
+            if self.config.on_restart == "interrupt":
+                self.store.finish(row["id"], status="interrupted",
+                                  error="the server stopped before this run ended")
+                self.metrics.run_ended("interrupted")
+                continue
+            request = dict(row["request"])
+            options = request.pop("options")
+            handle = RunHandle(row["id"], row["key_id"], RunRequest.model_validate(request), row["created_at"])
+            self.limiter.admit(handle.key_id, force=True)
+            log.info("resuming run %s", row["id"])
+            self._launch(handle, options)
+
+    def _set_engine(self, engine: Engine) -> None:
+        if self.batch:
+            from tinyact.models.engines.batching import BatchingEngine
+
+            cfg = self.config
+            engine = BatchingEngine(engine, max_batch=cfg.batch_max, window_ms=cfg.batch_window_ms,
+                                    parallel=cfg.engine_parallel)
+        self.model_name = self._named or _engine_model(engine) or "tinyact"
+        self.engine = engine
+        self._ready.set()
+
+    def _load(self) -> None:
+        try:
+            assert self._loader is not None
+            self._set_engine(self._loader())
+        except Exception as e:
+            log.exception("loading the engine failed")
+            self.load_error = f"{type(e).__name__}: {e}"
+
+
+def _engine_model(engine: Any) -> str | None:
+    return getattr(engine, "model_name", None) or getattr(engine, "model", None) or getattr(engine, "name", None)
