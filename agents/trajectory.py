@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
+from tinyact import jsonl
 from tinyact.agents.observation import observation_message
 from tinyact.schema import Trajectory
 
@@ -37,20 +37,14 @@ def to_messages(trajectory: Trajectory, system_prompt: str | None = None) -> lis
 
 
 def append_jsonl(path: str | os.PathLike[str], trajectories: Iterable[Trajectory]) -> None:
-    """Append trajectories, one line each, flushed to disk line by line."""
-    with open(path, "a", encoding="utf-8") as f:
-        for t in trajectories:
-            f.write(t.to_jsonl() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+    """Append trajectories, one fsynced line each (a torn last line is cut back first; see ``tinyact.jsonl``)."""
+    jsonl.append(path, (t.to_jsonl() for t in trajectories))
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Trajectory]:
-    """Read trajectories back; a truncated last line (a crash mid-write) is skipped."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    """Read trajectories back; a truncated last line (a crash mid-write) is skipped, any other bad line raises."""
+    lines = list(jsonl.read_lines(path))
     for i, line in enumerate(lines):
-        if not line.strip():
-            continue
         try:
             yield Trajectory.from_jsonl(line)
         except ValueError:

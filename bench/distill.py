@@ -70,7 +70,7 @@ def _agent_eval(engine: Any, questions: list, out_file: Path, *, prompt: str, sa
 
 def _cot_eval(engine: Any, questions: list, out_file: Path, *, samples: int, batch: int) -> dict:
     """CoT answers (math prompt, boxed) graded with the code-task checker; resumable JSONL."""
-    from tinyact.distill._jsonl import JsonlWriter, iter_lines
+    from tinyact.jsonl import JsonlWriter, iter_lines
     from tinyact.eval.cot import CoTSolver
     from tinyact.eval.code_tasks import check_code_answer
 
@@ -182,7 +182,7 @@ def main() -> None:
                                                        cot_dir / "teacher.jsonl", samples=1, batch=args.batch))
     if "train-cot" in stages and (cot_dir / "teacher.jsonl").exists() and not (cot_dir / "merged" / "config.json").exists():
         _log("stage CoT distillation: train on the teacher's correct CoT answers")
-        from tinyact.distill._jsonl import iter_lines
+        from tinyact.jsonl import iter_lines
         from tinyact.distill.train import export_model, train_student
         from tinyact.eval.prompts import cot_messages
 
@@ -220,7 +220,7 @@ def main() -> None:
 
 def _count(path: Path, key: str = "correct", ids: set[str] | None = None) -> tuple[int, int] | None:
     """(correct, total) in a trajectory or eval JSONL, or None when it has no rows."""
-    from tinyact.distill._jsonl import iter_lines
+    from tinyact.jsonl import iter_lines
 
     rows = list(iter_lines(path))
     if ids is not None:

@@ -11,7 +11,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tinyact.distill._jsonl import JsonlWriter, iter_lines
+from tinyact.jsonl import JsonlWriter, iter_lines
 from tinyact.distill.tasks import grade
 
 if TYPE_CHECKING:

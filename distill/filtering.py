@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinyact import jsonl
 from tinyact.distill.tasks import grade
 from tinyact.schema import Trajectory
 
@@ -94,10 +95,7 @@ def filter_file(
     from tinyact.distill.collect import read_trajectories
 
     kept, report = filter_trajectories(read_trajectories(in_path), keep_recovered_errors=keep_recovered_errors)
-    out = Path(out_path)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text("".join(t.to_jsonl() + "\n" for t in kept), encoding="utf-8")
-    os.replace(tmp, out)
+    jsonl.rewrite(out_path, (t.to_jsonl() for t in kept))
     if report_path is not None:
         Path(report_path).write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
     return report

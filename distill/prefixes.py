@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tinyact.distill._jsonl import JsonlWriter, iter_lines
+from tinyact.jsonl import JsonlWriter, iter_lines
 
 if TYPE_CHECKING:
     from tinyact.eval.datasets import Question

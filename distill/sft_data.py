@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from tinyact import jsonl
 from tinyact.schema import Trajectory
 
 __all__ = ["from_smolagents_messages", "import_smolagents_logs", "student_system_prompt", "to_sft_example",
@@ -43,19 +45,8 @@ def write_sft_data(
     """Write ``{"id", "messages"}`` lines (``datasets.load_dataset("json", ...)`` reads them; TRL's
     conversational format). ``extra``: more examples, e.g. imported logs. Returns the count."""
     system_prompt = system_prompt if system_prompt is not None else student_system_prompt()
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for t in trajectories:
-            f.write(json.dumps(to_sft_example(t, system_prompt), ensure_ascii=False) + "\n")
-            n += 1
-        for ex in extra:
-            f.write(json.dumps(ex, ensure_ascii=False) + "\n")
-            n += 1
-    os.replace(tmp, out)
-    return n
+    examples = itertools.chain((to_sft_example(t, system_prompt) for t in trajectories), extra)
+    return jsonl.rewrite(out_path, examples)
 
 
 # ------------------------------------------------------------ released logs

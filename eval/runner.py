@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tinyact import jsonl
 from tinyact.errors import ConfigError
 from tinyact.eval.metrics import Score
 
@@ -140,14 +141,12 @@ def load_results(out_dir: str | os.PathLike[str], *, repair: bool = False) -> li
     path = Path(out_dir) / RESULTS
     if not path.exists():
         return []
-    raw = path.read_bytes()
     results: list[Result] = []
     seen: set[str] = set()
-    good_lines: list[bytes] = []
-    dirty = bool(raw) and not raw.endswith(b"\n")
-    for line in raw.splitlines():
-        if not line.strip():
-            continue
+    good_lines: list[str] = []
+    with open(path, "rb") as f:  # a last line without its newline is rewritten whole, not cut
+        dirty = f.seek(0, os.SEEK_END) > 0 and f.seek(-1, os.SEEK_END) >= 0 and f.read(1) != b"\n"
+    for line in jsonl.read_lines(path):
         try:
             r = Result.model_validate_json(line)
         except (ValidationError, ValueError):
@@ -160,9 +159,7 @@ def load_results(out_dir: str | os.PathLike[str], *, repair: bool = False) -> li
         results.append(r)
         good_lines.append(line)
     if repair and dirty:
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_bytes(b"".join(line + b"\n" for line in good_lines))
-        os.replace(tmp, path)
+        jsonl.rewrite(path, good_lines)
     return results
 
 
@@ -220,9 +217,7 @@ def summarize(results: Sequence[Result], config: dict[str, Any]) -> RunSummary:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    jsonl.write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _check_config(path: Path, config: dict[str, Any]) -> None:
@@ -304,7 +299,7 @@ def run_eval(
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
 
     with _progress_bar(progress, benchmark.name, len(questions), len(questions) - len(todo)) as advance:
-        with (out / RESULTS).open("a", encoding="utf-8") as f:
+        with jsonl.JsonlWriter(out / RESULTS) as results:
             for batch in batches:
                 started, batch_started_at = time.perf_counter(), time.time()
                 preds = list(solve_batch(batch))
@@ -320,9 +315,7 @@ def run_eval(
                         score = benchmark.check(p.text, q.answer)
                     result = Result(id=q.id, question=q.question, gold=q.answer, prediction=p, score=score,
                                     batch_started_at=batch_started_at)
-                    f.write(result.model_dump_json() + "\n")
-                    f.flush()
-                    os.fsync(f.fileno())
+                    results.write(result)
                     advance(score.correct)
 
     summary = summarize(load_results(out), cfg)
