@@ -16,7 +16,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tinyact.bench.tasks import progress_bar, solve, summarize
+from tinyact.bench.tasks import solve, summarize
+from tinyact.console import progress_bar
 from tinyact.eval.code_tasks import make_code_tasks
 from tinyact.schema import ExecResult
 
@@ -103,7 +104,7 @@ def accuracy(model: str, prompts: list[str], n_tasks: int, max_steps: int, engin
     tasks = make_code_tasks(n_tasks)
     engine = load_engine(model, engine=engine_name)
     rows = []
-    with progress_bar(console) as progress:
+    with progress_bar(console=console) as progress:
         for prompt in prompts:
             agent = Agent(engine, prompt=prompt, max_steps=max_steps, time_budget=time_budget)
             rows.append({"prompt": prompt, **summarize(solve(agent, tasks, progress, f"{prompt} prompt"))})

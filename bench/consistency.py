@@ -13,7 +13,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tinyact.bench.tasks import progress_bar, solve, summarize
+from tinyact.bench.tasks import solve, summarize
+from tinyact.console import progress_bar
 from tinyact.eval.code_tasks import make_code_tasks
 
 console = Console()
@@ -24,7 +25,7 @@ def measure(engine, ks: list[int], n_tasks: int, max_steps: int, seed: int) -> l
 
     tasks = make_code_tasks(n_tasks, seed=seed)
     rows = []
-    with progress_bar(console) as progress:
+    with progress_bar(console=console) as progress:
         for k in ks:
             agent = Agent(engine, samples=k, max_steps=max_steps, seed=seed)
             runs = solve(agent, tasks, progress, f"{engine.name} k={k}")

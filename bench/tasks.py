@@ -8,8 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rich.console import Console
-from rich.progress import Progress, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from tinyact.eval.code_tasks import CodeTask, check_code_answer
 
@@ -26,14 +25,9 @@ class TaskRun:
     out_of_time: bool
 
 
-def progress_bar(console: Console) -> Progress:
-    """The default rich columns, with elapsed time and ETA."""
-    return Progress(*Progress.get_default_columns()[:-1], TimeElapsedColumn(), TimeRemainingColumn(), console=console)
-
-
 def solve(agent, tasks: Sequence[CodeTask], progress: Progress, label: str) -> list[TaskRun]:
-    """Run `agent` on each task in turn; one progress row labelled `label`."""
-    job = progress.add_task(label, total=len(tasks))
+    """Run `agent` on each task in turn; one row labelled `label` on `progress` (``tinyact.console.progress_bar``)."""
+    row = progress.add_task(label, total=len(tasks))
     runs = []
     for task in tasks:
         started = time.perf_counter()
@@ -45,7 +39,7 @@ def solve(agent, tasks: Sequence[CodeTask], progress: Progress, label: str) -> l
             format_errors=sum(1 for s in result.steps if s.result is None and s.approval is None),
             out_of_time=result.trajectory.end_reason == "time_budget",
         ))  # fmt: skip
-        progress.advance(job)
+        progress.advance(row)
     return runs
 
 

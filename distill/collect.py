@@ -122,7 +122,6 @@ def collect_trajectories(
     todo = [q for q in questions if q.id not in done]
     total = len(questions)
     failed = 0
-    bar = _Bar(progress, total, len(questions) - len(todo))
 
     def run_one(q: Question) -> Trajectory:
         prefix = prefixes.get(q.id)
@@ -135,7 +134,10 @@ def collect_trajectories(
         )
         return t
 
-    with JsonlWriter(out_path) as w, bar, ThreadPoolExecutor(max(1, workers), thread_name_prefix="collect") as pool:
+    from tinyact.console import tally
+
+    bar = tally("collect", total, done=total - len(todo), score="solved", enabled=progress)
+    with JsonlWriter(out_path) as w, bar as advance, ThreadPoolExecutor(max(1, workers), thread_name_prefix="collect") as pool:
         pending: dict[Future, Question] = {}
         queue = list(todo)
         while queue or pending:
@@ -152,38 +154,8 @@ def collect_trajectories(
                     log.warning("question %s failed: %s: %s", q.id, type(e).__name__, e)
                     continue
                 w.write(t.to_jsonl())
-                bar.advance(bool(t.metadata["correct"]))
+                advance(bool(t.metadata["correct"]))
     summary = summarize_trajectories(out_path, total)
     summary.failed_runs = failed
     summary.seconds = round(time.time() - started, 1)
     return summary
-
-
-class _Bar:
-    """A rich progress bar (ETA, solved so far), a callback, or nothing."""
-
-    def __init__(self, progress: bool | Callable[[int, int, int], None], total: int, done: int) -> None:
-        self.progress, self.total, self.done, self.solved = progress, total, done, 0
-        self._p: Any = None
-
-    def __enter__(self) -> _Bar:
-        if self.progress is True:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._p = Progress(TextColumn("collect"), BarColumn(), MofNCompleteColumn(),
-                               TextColumn("solved {task.fields[solved]}"), TextColumn("ETA"), TimeRemainingColumn())
-            self._p.__enter__()
-            self._task = self._p.add_task("collect", total=self.total, completed=self.done, solved=0)
-        return self
-
-    def advance(self, correct: bool) -> None:
-        self.done += 1
-        self.solved += int(correct)
-        if self._p is not None:
-            self._p.update(self._task, advance=1, solved=self.solved)
-        elif callable(self.progress):
-            self.progress(self.done, self.total, self.solved)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._p is not None:
-            self._p.__exit__(*exc)

@@ -298,7 +298,10 @@ def run_eval(
     todo = [q for q in questions if q.id not in done]
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
 
-    with _progress_bar(progress, benchmark.name, len(questions), len(questions) - len(todo)) as advance:
+    from tinyact.console import tally
+
+    with tally(benchmark.name, len(questions), done=len(questions) - len(todo), score="acc",
+               enabled=progress) as advance:
         with jsonl.JsonlWriter(out / RESULTS) as results:
             for batch in batches:
                 started, batch_started_at = time.perf_counter(), time.time()
@@ -321,46 +324,3 @@ def run_eval(
     summary = summarize(load_results(out), cfg)
     _write_json(out / SUMMARY, summary.model_dump())
     return summary
-
-
-class _progress_bar:
-    """A rich progress bar with ETA and running accuracy; a no-op when disabled."""
-
-    def __init__(self, enabled: bool, name: str, total: int, completed: int) -> None:
-        self.enabled, self.name, self.total, self.completed = enabled, name, total, completed
-        self.correct = 0
-        self.new = 0
-
-    def __enter__(self) -> Callable[[bool], None]:
-        if not self.enabled:
-            return lambda correct: None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("acc {task.fields[acc]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        )
-        self._progress.__enter__()
-        self._task = self._progress.add_task(self.name, total=self.total, completed=self.completed, acc="-")
-        return self._advance
-
-    def _advance(self, correct: bool) -> None:
-        self.new += 1
-        self.correct += int(correct)
-        self._progress.update(self._task, advance=1, acc=f"{self.correct / self.new:.3f}")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            self._progress.__exit__(*exc)  # type: ignore[arg-type]

@@ -6,7 +6,8 @@ import pytest
 from rich.console import Console
 
 from tinyact import Agent, ReplayEngine
-from tinyact.bench.tasks import TaskRun, progress_bar, solve, summarize
+from tinyact.bench.tasks import TaskRun, solve, summarize
+from tinyact.console import progress_bar
 from tinyact.eval.code_tasks import make_code_tasks
 
 
@@ -21,7 +22,7 @@ def test_solve_grades_times_and_counts_format_errors():
         "Thought: I know it. The answer is 7.",           # task 2: no code (a format error) ...
         act("final_answer('certainly not the answer')"),  # ... then a wrong answer
     ])  # fmt: skip
-    with progress_bar(Console(quiet=True)) as progress:
+    with progress_bar(console=Console(quiet=True)) as progress:
         runs = solve(Agent(engine, max_steps=4), [right, wrong], progress, "replay")
     engine.assert_consumed()
     assert [(r.correct, r.steps, r.format_errors, r.out_of_time) for r in runs] == [

@@ -12,7 +12,8 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -156,10 +157,10 @@ def _build_dense(
     embedder = make_embedder(config)
     kind = dense.choose_kind(n, config)
     builder = dense.DenseBuilder(kind, embedder.dim, n, config)
-    with _progress(n, config.progress, "embedding") as bar:
+    with _progress(n, config.progress, "embedding") as advance:
         for batch in _batches(store, _EMBED_CHUNK):
             builder.add(embedder.encode_passages([passage_text(d.title, d.text) for d in batch]))
-            bar.update(len(batch))
+            advance(len(batch))
     builder.finish(folder / dense.FAISS_FILE)
     return _model_entry(config, embedder=embedder), {
         "file": dense.FAISS_FILE, "kind": kind, "vectors": n, "dim": embedder.dim, "adopted_from": None,
@@ -185,25 +186,17 @@ def _batches(docs: Iterable[Document], size: int) -> Iterator[list[Document]]:
         yield batch
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool, desc: str) -> Any:
+@contextmanager
+def _progress(total: int, enabled: bool, desc: str) -> Iterator[Callable[[int], None]]:
+    """``advance(n)`` for a progress row with an ETA (``tinyact.console.progress_bar``), or a no-op."""
     if not enabled:
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit="doc")
+        yield lambda n: None
+        return
+    from tinyact.console import progress_bar
+
+    with progress_bar() as bar:
+        row = bar.add_task(desc, total=total)
+        yield lambda n: bar.advance(row, n)
 
 
 def _write_json(path: Path, obj: Any) -> None:
