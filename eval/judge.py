@@ -1,8 +1,7 @@
-"""An LLM judge for factual answers, over any OpenAI-compatible chat completions endpoint."""
+"""An LLM judge for factual answers, over any OpenAI-compatible chat completions endpoint (via OpenAIEngine)."""
 
 from __future__ import annotations
 
-import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,8 @@ Is the predicted answer correct? Reply with one word: yes or no."""
 class LLMJudge:
     """Grades answers by asking a model "yes or no" through ``/v1/chat/completions``.
 
+    The request goes through ``OpenAIEngine`` (greedy, 4 tokens, no vLLM-only
+    fields), so the judge shares the engine's client and retry policy.
     The deterministic EM/F1 are computed too and kept in ``Score.details``;
     ``Score.metric`` is ``"llm_judge"``.
 
@@ -57,18 +58,22 @@ class LLMJudge:
             model: The judge model's name on that server.
             api_key: Bearer token; defaults to ``$OPENAI_API_KEY`` when set.
             timeout: Seconds per request.
-            max_retries: Extra attempts on transport errors and 5xx replies.
+            max_retries: Extra attempts on transport errors, 429 and 5xx replies.
             transport: An httpx transport (tests pass ``httpx.MockTransport``).
         """
-        import httpx
+        from tinyact.models.engines.openai import OpenAIEngine
 
         url = base_url.rstrip("/")
-        self.url = url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")
+        api_root = url if url.endswith("/v1") else url + "/v1"
+        self.url = api_root + "/chat/completions"
         self.model = model
-        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.max_retries = max_retries
-        self._client = httpx.Client(timeout=timeout, headers=headers, transport=transport)
+        http_client = None
+        if transport is not None:
+            import httpx
+
+            http_client = httpx.Client(transport=transport)
+        self._engine = OpenAIEngine(model, base_url=api_root, api_key=api_key, timeout=timeout,
+                                    max_retries=max_retries, vllm_extensions=False, http_client=http_client)
 
     def ask(self, question: str, prediction: str, gold: Any) -> bool:
         """Ask the judge; True when its reply starts with "yes".
@@ -76,35 +81,16 @@ class LLMJudge:
         Raises:
             EngineError: The server could not be reached or replied badly.
         """
-        import httpx
+        from tinyact.schema import Message, SamplingParams
 
         golds = gold if isinstance(gold, (list, tuple)) else [gold]
-        prompt = JUDGE_PROMPT.format(
-            question=question, gold=" / ".join(map(str, golds)), prediction=prediction
-        )
-        body = {
-            "model": self.model,
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": 0.0,
-            "max_tokens": 4,
-        }
-        last: Exception | None = None
-        for _ in range(self.max_retries + 1):
-            try:
-                resp = self._client.post(self.url, json=body)
-                if resp.status_code >= 500:
-                    last = EngineError(f"judge server error {resp.status_code}: {resp.text[:200]}")
-                    continue
-                resp.raise_for_status()
-                text = resp.json()["choices"][0]["message"]["content"] or ""
-                return re.match(r"\W*yes\b", text.strip().lower()) is not None
-            except (httpx.TransportError, httpx.HTTPStatusError) as e:
-                last = e
-                if isinstance(e, httpx.HTTPStatusError):
-                    break
-            except (KeyError, IndexError, ValueError) as e:
-                raise EngineError(f"judge at {self.url} replied in an unexpected format: {e}") from e
-        raise EngineError(f"judge at {self.url} failed: {last}") from last
+        prompt = JUDGE_PROMPT.format(question=question, gold=" / ".join(map(str, golds)), prediction=prediction)
+        try:
+            (reply,), = self._engine.generate([[Message(role="user", content=prompt)]],
+                                              sampling=SamplingParams(temperature=0.0, max_tokens=4))
+        except EngineError as e:
+            raise EngineError(f"judge {self.model!r}: {e}") from None
+        return re.match(r"\W*yes\b", reply.text.strip().lower()) is not None
 
     def check(self, question: str, prediction: str | None, gold: Any) -> Score:
         """Grade one prediction; the EM/F1 score is kept in ``details``."""
@@ -123,4 +109,4 @@ class LLMJudge:
         )
 
     def close(self) -> None:
-        self._client.close()
+        self._engine.close()

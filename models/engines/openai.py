@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import os
-import random
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from tinyact.models.engines.base import Conversation, apply_stop, normalize_call
 from tinyact.schema import Completion, SamplingParams
 
+if TYPE_CHECKING:
+    import httpx
+
 __all__ = ["DEFAULT_BASE_URL", "OpenAIEngine"]
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
-RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+# fields of a request body that the OpenAI spec names; the rest travel as the SDK's ``extra_body``
+_SPEC_FIELDS = frozenset({"model", "messages", "n", "max_tokens", "temperature", "top_p", "seed", "stop"})
 
 
 def _base_url(base_url: str | None) -> str:
@@ -30,9 +32,11 @@ class OpenAIEngine:
     request each, ``n`` samples per request), so a server that batches (vLLM)
     sees them together. A prefix is continued with vLLM's
     ``continue_final_message`` / ``add_generation_prompt`` request fields.
-    Connection errors, timeouts, 429 and 5xx answers are retried with
-    exponential backoff (a ``Retry-After`` header wins); anything else raises
-    ``EngineError`` at once.
+    Requests go through the official ``openai`` client, whose retry policy is
+    the one tinyact uses: connection errors, timeouts, 408/409/429 and 5xx
+    answers are retried with exponential backoff and jitter (0.5 s doubling
+    up to 8 s; a ``Retry-After`` header wins); anything else, or the last
+    failure, raises ``EngineError``.
 
     Args:
         model: the model name the server serves; a URL instead means "the
@@ -42,11 +46,13 @@ class OpenAIEngine:
         api_key: sent as a bearer token; default ``$OPENAI_API_KEY`` (none if unset).
         timeout: seconds per request (connect, read, write each).
         max_retries: further tries after the first, for retryable failures.
-        backoff: seconds before the first retry; doubles each time (with jitter).
         concurrency: requests in flight at once.
         vllm_extensions: ask for vLLM's per-choice ``token_ids`` and
             ``stop_reason`` (exact token counts, EOS told apart from a stop
             string); turn off for a server that rejects unknown fields.
+        http_client: an ``httpx.Client`` for the ``openai`` client to send
+            through (tests pass one with ``httpx.MockTransport``); default: one
+            with ``concurrency`` connections.
 
     Example:
         >>> engine = OpenAIEngine("smollm2-135m", base_url="http://127.0.0.1:8000/v1")  # doctest: +SKIP
@@ -62,11 +68,12 @@ class OpenAIEngine:
         api_key: str | None = None,
         timeout: float = 60.0,
         max_retries: int = 3,
-        backoff: float = 0.5,
         concurrency: int = 32,
         vllm_extensions: bool = True,
+        http_client: httpx.Client | None = None,
     ) -> None:
         import httpx
+        import openai
 
         from tinyact.errors import ConfigError
 
@@ -78,16 +85,18 @@ class OpenAIEngine:
             base_url, model = model, ""
         self.base_url = _base_url(base_url)
         self.max_retries = max_retries
-        self.backoff = backoff
         self.concurrency = concurrency
         self.vllm_extensions = vllm_extensions
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._client = httpx.Client(
+        if http_client is None:
+            limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+            http_client = openai.DefaultHttpxClient(limits=limits)
+        self._client = openai.OpenAI(
             base_url=self.base_url,
-            headers=headers,
+            api_key=key or "EMPTY",  # the SDK insists on one; a local server without --api-key ignores it
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            max_retries=max_retries,
+            http_client=http_client,
         )
         self.model_name = model or self._first_model()
 
@@ -109,10 +118,10 @@ class OpenAIEngine:
         stops = [s for s in stop if s]
         bodies = [self._body(c, p, samples, sampling, stops) for c, p in zip(convs, prefixes)]
         if len(bodies) == 1:
-            replies = [self._post("/chat/completions", bodies[0])]
+            replies = [self._chat(bodies[0])]
         else:
             with ThreadPoolExecutor(min(self.concurrency, len(bodies))) as pool:
-                replies = list(pool.map(lambda b: self._post("/chat/completions", b), bodies))
+                replies = list(pool.map(self._chat, bodies))
         results = []
         for reply, pre in zip(replies, prefixes):
             row = self._completions(reply, pre, samples, stops)
@@ -155,7 +164,8 @@ class OpenAIEngine:
         choices = sorted(reply.get("choices") or [], key=lambda c: c.get("index", 0))
         if len(choices) < samples:
             raise EngineError(
-                f"{self.base_url} returned {len(choices)} choice(s) for n={samples} (model {self.model_name!r})"
+                f"{self.base_url} returned {len(choices)} choice(s) for n={samples} (model {self.model_name!r}):"
+                " unexpected format"
             )
         usage = reply.get("usage") or {}
         prompt_ids = reply.get("prompt_token_ids")
@@ -190,46 +200,36 @@ class OpenAIEngine:
     def _first_model(self) -> str:
         from tinyact.errors import EngineError
 
-        data = self._request("GET", "/models").get("data") or []
+        data = self._call("/models", lambda: self._client.models.list()).get("data") or []
         if not data:
             raise EngineError(f"{self.base_url}/models lists no model")
         return str(data[0]["id"])
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._request("POST", path, body)
+    def _chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        spec = {k: v for k, v in body.items() if k in _SPEC_FIELDS}
+        extra = {k: v for k, v in body.items() if k not in _SPEC_FIELDS}
+        return self._call("/chat/completions", lambda: self._client.chat.completions.create(**spec, extra_body=extra))
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        import httpx
+    def _call(self, path: str, request: Any) -> dict[str, Any]:
+        """Run one SDK request (its retries included); its failures become one clear ``EngineError``."""
+        import openai
 
         from tinyact.errors import EngineError
 
-        url = f"{self.base_url}{path}"
-        for attempt in range(self.max_retries + 1):
-            last = attempt == self.max_retries
-            retry_after: float | None = None
-            try:
-                resp = self._client.request(method, path, json=body)
-            except httpx.TimeoutException as e:
-                if last:
-                    raise EngineError(f"{url} timed out after {self.max_retries + 1} tries ({type(e).__name__})") from None
-            except httpx.TransportError as e:
-                if last:
-                    raise EngineError(
-                        f"cannot reach the model server at {self.base_url} ({e or type(e).__name__}); "
-                        "is it running? Start one with `tinyact serve-model NAME`"
-                    ) from None
-            else:
-                if resp.status_code < 400:
-                    try:
-                        return resp.json()
-                    except ValueError:
-                        raise EngineError(f"{url} answered {resp.status_code} with a body that is not JSON") from None
-                if resp.status_code not in RETRY_STATUS or last:
-                    raise EngineError(f"{url} answered {resp.status_code}: {_error_text(resp)}")
-                retry_after = _retry_after(resp)
-            delay = retry_after if retry_after is not None else self.backoff * 2**attempt * (1 + random.random() / 4)
-            time.sleep(min(delay, 60.0))
-        raise AssertionError("unreachable")
+        url, tries = f"{self.base_url}{path}", self.max_retries + 1
+        try:
+            return request().model_dump()
+        except openai.APITimeoutError as e:
+            raise EngineError(f"{url} timed out after {tries} tries ({type(e.__cause__ or e).__name__})") from None
+        except openai.APIConnectionError as e:
+            raise EngineError(
+                f"cannot reach the model server at {self.base_url} ({e.__cause__ or e}); "
+                "is it running? Start one with `tinyact serve-model NAME`"
+            ) from None
+        except openai.APIStatusError as e:
+            raise EngineError(f"{url} answered {e.status_code}: {_error_text(e.response)}") from None
+        except openai.APIResponseValidationError as e:
+            raise EngineError(f"{url} answered {e.status_code} with a body that is not a valid reply") from None
 
 
 def _error_text(resp: Any) -> str:
@@ -241,11 +241,3 @@ def _error_text(resp: Any) -> str:
     if isinstance(err, dict):
         return str(err.get("message") or err)[:300]
     return str(err)[:300]
-
-
-def _retry_after(resp: Any) -> float | None:
-    value = resp.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None

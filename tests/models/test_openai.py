@@ -72,7 +72,7 @@ class Fake:
 
 def test_retries_503_then_succeeds():
     with Fake(lambda body, k: (503, {"error": {"message": "busy"}}, {}) if k <= 2 else (200, reply(body["n"]), {})) as f:
-        engine = OpenAIEngine("m", base_url=f.url, backoff=0.01)
+        engine = OpenAIEngine("m", base_url=f.url)
         (outs,) = engine.generate([CONV], n=2, sampling=SamplingParams(temperature=0.5))
     assert len(f.bodies) == 3
     assert [c.text for c in outs] == ["hello0", "hello1"]
@@ -83,21 +83,21 @@ def test_retries_503_then_succeeds():
 def test_429_honours_retry_after():
     with Fake(lambda body, k: (429, {}, {"Retry-After": "0.3"}) if k == 1 else (200, reply(1), {})) as f:
         started = time.monotonic()
-        OpenAIEngine("m", base_url=f.url, backoff=0.0).generate([CONV])
+        OpenAIEngine("m", base_url=f.url).generate([CONV])
         assert time.monotonic() - started >= 0.3 and len(f.bodies) == 2
 
 
 def test_gives_up_after_max_retries_with_the_server_message():
     dead = Fake(lambda body, k: (500, {"error": {"message": "engine dead"}}, {}))
     with dead as f, pytest.raises(EngineError, match="answered 500: engine dead"):
-        OpenAIEngine("m", base_url=f.url, backoff=0.01, max_retries=2).generate([CONV])
+        OpenAIEngine("m", base_url=f.url, max_retries=2).generate([CONV])
     assert len(f.bodies) == 3
 
 
 def test_400_is_not_retried():
     bad = Fake(lambda body, k: (400, {"error": {"message": "bad n"}}, {}))
     with bad as f, pytest.raises(EngineError, match="answered 400: bad n"):
-        OpenAIEngine("m", base_url=f.url, backoff=0.01).generate([CONV])
+        OpenAIEngine("m", base_url=f.url).generate([CONV])
     assert len(f.bodies) == 1
 
 
@@ -108,7 +108,7 @@ def test_fewer_choices_than_asked_is_an_error():
 
 
 def test_server_down_is_a_clear_error():
-    engine = OpenAIEngine("m", base_url=f"http://127.0.0.1:{free_port()}/v1", backoff=0.01, max_retries=1)
+    engine = OpenAIEngine("m", base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=1)
     with pytest.raises(EngineError, match="cannot reach the model server .* is it running"):
         engine.generate([CONV])
 
@@ -119,7 +119,7 @@ def test_timeout_is_retried_then_reported():
         return 200, reply(1), {}
 
     with Fake(slow) as f, pytest.raises(EngineError, match="timed out after 2 tries"):
-        OpenAIEngine("m", base_url=f.url, timeout=0.1, backoff=0.01, max_retries=1).generate([CONV])
+        OpenAIEngine("m", base_url=f.url, timeout=0.1, max_retries=1).generate([CONV])
 
 
 def test_request_body_stop_prefix_and_greedy_copies():
