@@ -19,6 +19,7 @@ from sse_starlette import EventSourceResponse
 
 from tinyact.serve.chat import chat_chunks, chat_completion
 from tinyact.serve.limits import BodyLimit
+from tinyact.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from tinyact.serve.protocol import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -81,8 +82,8 @@ def create_app(service: RunService) -> FastAPI:
         return ready if ready.ready else JSONResponse(ready.model_dump(), status_code=503)
 
     @app.get("/metrics", tags=["service"], response_class=PlainTextResponse)
-    async def metrics(key: Caller) -> str:
-        return service.metrics_text()
+    async def metrics(key: Caller) -> Any:
+        return PlainTextResponse(service.metrics_text(), media_type=METRICS_CONTENT_TYPE)
 
     @app.post("/v1/runs", tags=["runs"], response_model=RunInfo,
               responses={200: {"content": {"text/event-stream": {}}}, 202: {"model": RunInfo}})

@@ -1,65 +1,58 @@
-"""Prometheus text exposition, written by hand (no client library needed).
+"""Prometheus metrics of the agent API, through ``prometheus_client``.
 
-Counters and histograms live here; gauges (active sandboxes, queue depth) are
-read from the service when scraped.
+Counters and the step histogram are updated as runs go; gauges (active
+sandboxes, queue depth) are read from the service when scraped. Each service
+has its own registry, so several in one process (tests) do not collide.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["Metrics"]
+__all__ = ["CONTENT_TYPE", "STEP_BUCKETS", "Metrics"]
 
 STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The text exposition format's media type (what ``render`` writes)."""
 
 
 class Metrics:
-    def __init__(self, buckets: Sequence[float] = STEP_BUCKETS) -> None:
-        self._lock = threading.Lock()
-        self.runs: dict[str, int] = {}
-        """end reason (or "failed", "interrupted") -> finished runs."""
-        self.rejected: dict[str, int] = {}
-        """why (queue_full, unauthorized, too_large, invalid) -> requests refused."""
-        self.buckets = tuple(buckets)
-        self._counts = [0] * (len(self.buckets) + 1)
-        self._sum = 0.0
+    """The service's metrics: ``tinyact_runs_total``, ``tinyact_requests_rejected_total``,
+    ``tinyact_step_seconds`` and the gauges given.
+
+    Args:
+        gauges: name -> (help, read): ``read()`` gives the value when scraped.
+        buckets: upper bounds of the step-seconds histogram.
+    """
+
+    def __init__(
+        self, gauges: Mapping[str, tuple[str, Callable[[], float]]] | None = None,
+        buckets: Sequence[float] = STEP_BUCKETS,
+    ) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self._runs = Counter("tinyact_runs", "Runs ended, by end reason.", ["end_reason"], registry=self.registry)
+        self._rejected = Counter("tinyact_requests_rejected", "Requests refused, by cause.", ["reason"],
+                                 registry=self.registry)
+        self._steps = Histogram("tinyact_step_seconds", "Seconds per agent step (model call + code execution).",
+                                buckets=tuple(buckets), registry=self.registry)
+        for name, (help_, read) in (gauges or {}).items():
+            Gauge(name, help_, registry=self.registry).set_function(read)
 
     def run_ended(self, reason: str) -> None:
-        with self._lock:
-            self.runs[reason] = self.runs.get(reason, 0) + 1
+        """Count a finished run under its end reason (or "failed", "interrupted")."""
+        self._runs.labels(end_reason=reason).inc()
 
     def request_rejected(self, why: str) -> None:
-        with self._lock:
-            self.rejected[why] = self.rejected.get(why, 0) + 1
+        """Count a refused request (queue_full, unauthorized, too_large, invalid, not_loopback)."""
+        self._rejected.labels(reason=why).inc()
 
     def step_seconds(self, seconds: float) -> None:
-        with self._lock:
-            self._sum += seconds
-            for i, bound in enumerate(self.buckets):
-                if seconds <= bound:
-                    self._counts[i] += 1
-                    break
-            else:
-                self._counts[-1] += 1
+        self._steps.observe(seconds)
 
-    def render(self, gauges: Mapping[str, tuple[str, float]]) -> str:
-        """The exposition text; ``gauges``: name -> (help, value)."""
-        with self._lock:
-            lines = ["# HELP tinyact_runs_total Runs ended, by end reason.", "# TYPE tinyact_runs_total counter"]
-            lines += [f'tinyact_runs_total{{end_reason="{k}"}} {v}' for k, v in sorted(self.runs.items())]
-            lines += ["# HELP tinyact_requests_rejected_total Requests refused, by cause.",
-                      "# TYPE tinyact_requests_rejected_total counter"]
-            lines += [f'tinyact_requests_rejected_total{{reason="{k}"}} {v}' for k, v in sorted(self.rejected.items())]
-            lines += ["# HELP tinyact_step_seconds Seconds per agent step (model call + code execution).",
-                      "# TYPE tinyact_step_seconds histogram"]
-            cumulative = 0
-            for bound, count in zip(self.buckets, self._counts):
-                cumulative += count
-                lines.append(f'tinyact_step_seconds_bucket{{le="{bound}"}} {cumulative}')
-            cumulative += self._counts[-1]
-            lines += [f'tinyact_step_seconds_bucket{{le="+Inf"}} {cumulative}',
-                      f"tinyact_step_seconds_sum {self._sum:.6f}", f"tinyact_step_seconds_count {cumulative}"]
-        for name, (help_, value) in gauges.items():
-            lines += [f"# HELP {name} {help_}", f"# TYPE {name} gauge", f"{name} {value:g}"]
-        return "\n".join(lines) + "\n"
+    def render(self) -> str:
+        """The Prometheus text exposition of every metric."""
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.registry).decode()

@@ -95,7 +95,12 @@ class RunService:
         self.model_name = model_name or (_engine_model(engine) if self._loader is None else None) or "loading"
         self.batch = batch
         self.sandbox = sandbox or self.config.sandbox
-        self.metrics = Metrics()
+        self.metrics = Metrics({
+            "tinyact_active_sandboxes": ("Sandbox sessions open (one per running run).", lambda: self.active_sandboxes),
+            "tinyact_active_runs": ("Runs executing now.", lambda: self.limiter.active),
+            "tinyact_queue_depth": ("Runs waiting for a slot of their key.", lambda: self.limiter.waiting),
+            "tinyact_engine_ready": ("1 once the model is loaded.", lambda: 1 if self.ready else 0),
+        })
         self.limiter = KeyLimiter(self.config.max_active_per_key, self.config.max_queued_per_key)
         self.load_error: str | None = None
         self.store: RunStore | None = None
@@ -247,14 +252,7 @@ class RunService:
     # ------------------------------------------------------------------ metrics
 
     def metrics_text(self) -> str:
-        handles = list(self._active.values())
-        sandboxes = sum(len(h.agent.sessions) for h in handles if h.agent is not None)
-        return self.metrics.render({
-            "tinyact_active_sandboxes": ("Sandbox sessions open (one per running run).", sandboxes),
-            "tinyact_active_runs": ("Runs executing now.", self.limiter.active),
-            "tinyact_queue_depth": ("Runs waiting for a slot of their key.", self.limiter.waiting),
-            "tinyact_engine_ready": ("1 once the model is loaded.", 1 if self.ready else 0),
-        })
+        return self.metrics.render()
 
     @property
     def active_sandboxes(self) -> int:

@@ -22,6 +22,17 @@ SCRIPTS = {
 }
 
 
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in a /metrics body, parsed by prometheus_client (None when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return None
+
+
 class Gate:
     """A host tool that blocks the run calling it until the test opens the gate."""
 

@@ -11,7 +11,7 @@ import pytest
 
 from tinyact.serve import RunService, ServerConfig
 from tinyact.models.engines.scripted import ScriptedEngine, act
-from tests.serve.helpers import SCRIPTS, asgi, make_service
+from tests.serve.helpers import SCRIPTS, asgi, make_service, metric
 
 pytestmark = pytest.mark.anyio
 
@@ -139,7 +139,7 @@ async def test_cancel_a_background_run_kills_its_sandbox(gate):
         again = await c.delete(f"/v1/runs/{run_id}")
         assert again.status_code == 409
         assert (await c.delete("/v1/runs/run_nope")).status_code == 404
-        assert 'tinyact_runs_total{end_reason="cancelled"} 1' in (await c.get("/metrics")).text
+        assert metric((await c.get("/metrics")).text, "tinyact_runs_total", end_reason="cancelled") == 1
 
 
 @pytest.mark.parametrize(
@@ -183,7 +183,7 @@ async def test_oversize_body_is_413_declared_or_streamed():
         r = await c.post("/v1/runs", content=chunks(), headers={"content-type": "application/json"})
         assert r.status_code == 413
         assert (await c.post("/v1/runs", json={"task": "quick"})).status_code == 200
-        assert 'tinyact_requests_rejected_total{reason="too_large"} 2' in (await c.get("/metrics")).text
+        assert metric((await c.get("/metrics")).text, "tinyact_requests_rejected_total", reason="too_large") == 2
 
 
 async def test_auth_missing_or_wrong_key_is_401():
@@ -220,7 +220,7 @@ async def test_queue_full_is_429_with_retry_after_per_key(gate):
         second = (await c.post("/v1/runs", json={"task": "wait", "background": True})).json()
         await anyio.to_thread.run_sync(gate.entered.acquire)  # the first is inside gate()
         metrics = (await c.get("/metrics")).text
-        assert "tinyact_queue_depth 1" in metrics and "tinyact_active_runs 1" in metrics
+        assert metric(metrics, "tinyact_queue_depth") == 1 and metric(metrics, "tinyact_active_runs") == 1
         assert (await c.get(f"/v1/runs/{second['id']}")).json()["status"] == "queued"
         third = await c.post("/v1/runs", json={"task": "wait"})
         assert third.status_code == 429 and third.headers["retry-after"] == "3"
@@ -232,7 +232,7 @@ async def test_queue_full_is_429_with_retry_after_per_key(gate):
         for run in (first, second):
             info = await wait_status(c, run["id"], lambda i: i["status"] == "finished")
             assert info["answer"] == "through"
-        assert "tinyact_queue_depth 0" in (await c.get("/metrics")).text
+        assert metric((await c.get("/metrics")).text, "tinyact_queue_depth") == 0
 
 
 async def test_cancel_a_queued_run(gate):
@@ -288,7 +288,12 @@ async def test_chat_completions_facade_over_asgi():
 async def test_metrics_exposition():
     async with asgi(make_service()) as c:
         await c.post("/v1/runs", json={"task": "multiply"})
-        text = (await c.get("/metrics")).text
-        assert 'tinyact_runs_total{end_reason="final_answer"} 1' in text
-        assert "tinyact_step_seconds_count 2" in text and 'tinyact_step_seconds_bucket{le="+Inf"} 2' in text
-        assert "tinyact_active_sandboxes 0" in text and "tinyact_queue_depth 0" in text
+        r = await c.get("/metrics")
+        assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+        text = r.text
+        assert metric(text, "tinyact_runs_total", end_reason="final_answer") == 1
+        assert metric(text, "tinyact_step_seconds_count") == 2 and metric(text, "tinyact_step_seconds_bucket", le="+Inf") == 2
+        assert metric(text, "tinyact_step_seconds_sum") > 0
+        assert metric(text, "tinyact_active_sandboxes") == 0 and metric(text, "tinyact_queue_depth") == 0
+        assert metric(text, "tinyact_engine_ready") == 1
+        assert "# TYPE tinyact_step_seconds histogram" in text and "# TYPE tinyact_runs_total counter" in text

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tinyact.serve import RunService, ServerConfig
-from tests.serve.helpers import make_service, uvicorn_server, wait_for
+from tests.serve.helpers import make_service, metric, uvicorn_server, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,7 @@ def test_cancel_while_streaming_kills_the_sandbox():
                 assert r.status_code == 200 and r.json()["end_reason"] == "cancelled"
         assert events[-1][0] == "final" and events[-1][1]["end_reason"] == "cancelled"
         assert time.monotonic() - started < 20
-        assert "tinyact_active_sandboxes 0" in c.get("/metrics").text
+        assert metric(c.get("/metrics").text, "tinyact_active_sandboxes") == 0
         assert c.get(f"/v1/runs/{run_id}").json()["end_reason"] == "cancelled"
 
 
@@ -159,7 +159,7 @@ def test_restart_marks_unfinished_runs_interrupted(tmp_path: Path):
         assert quick["status"] == "finished" and quick["answer"] == 42 and quick["trajectory"]["steps"]
         slow = server.client.get(f"/v1/runs/{slow_id}").json()
         assert slow["status"] == "interrupted" and len(slow["steps"]) == 1 and slow["answer"] is None
-        assert 'tinyact_runs_total{end_reason="interrupted"} 1' in server.client.get("/metrics").text
+        assert metric(server.client.get("/metrics").text, "tinyact_runs_total", end_reason="interrupted") == 1
         assert server.client.delete(f"/v1/runs/{slow_id}").status_code == 409
     finally:
         server.stop(signal.SIGTERM)
@@ -194,7 +194,7 @@ def test_one_run_on_the_real_smollm2_model(smol_engine, tmp_path: Path):
         body = r.json()
         assert body["status"] == "finished" and body["end_reason"] in ("final_answer", "max_steps")
         assert len(body["steps"]) == 1 and body["trajectory"]["usage"]["completion_tokens"] > 0
-        assert "tinyact_active_sandboxes 0" in c.get("/metrics").text
+        assert metric(c.get("/metrics").text, "tinyact_active_sandboxes") == 0
 
 
 def test_cli_serve_bad_option_is_one_clear_line(tmp_path: Path):
