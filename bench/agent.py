@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tinyact.bench.tasks import solve, summarize
+from tinyact.bench.task_runs import solve, summarize
 from tinyact.console import progress_bar
 from tinyact.eval.code_tasks import make_code_tasks
 from tinyact.schema import ExecResult

@@ -18,7 +18,7 @@ from tinyact.distill.sft_data import (
     to_sft_example,
     write_sft_data,
 )
-from tinyact.distill.tasks import grade, load_tasks
+from tinyact.distill.questions import grade, load_tasks
 from tinyact.distill.train import TrainResult, export_model, train_student
 
 __all__ = [

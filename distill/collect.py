@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tinyact.jsonl import JsonlWriter, iter_lines
-from tinyact.distill.tasks import grade
+from tinyact.distill.questions import grade
 
 if TYPE_CHECKING:
     from tinyact.agents.agent import Agent

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyact import jsonl
-from tinyact.distill.tasks import grade
+from tinyact.distill.questions import grade
 from tinyact.schema import Trajectory
 
 __all__ = ["FilterReport", "filter_file", "filter_trajectories", "reject_reason"]

@@ -32,7 +32,7 @@ class Pipeline:
 
     # ------------------------------------------------------------- helpers
     def questions(self) -> list[Any]:
-        from tinyact.distill.tasks import load_tasks
+        from tinyact.distill.questions import load_tasks
 
         return load_tasks(self.config.tasks)
 

@@ -6,7 +6,7 @@ import pytest
 from rich.console import Console
 
 from tinyact import Agent, ReplayEngine
-from tinyact.bench.tasks import TaskRun, solve, summarize
+from tinyact.bench.task_runs import TaskRun, solve, summarize
 from tinyact.console import progress_bar
 from tinyact.eval.code_tasks import make_code_tasks
 
