@@ -15,6 +15,7 @@ import signal
 import traceback
 
 from .capture import clean
+from .protocol import too_deep
 
 CODE_FILENAME = "<code>"
 
@@ -42,8 +43,10 @@ def make_tool(name: str, call_host):
         try:
             msg = {"op": "tool", "name": name, "args": list(args), "kwargs": kwargs}
             json.dumps(msg)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, RecursionError) as e:
             raise TypeError(f"arguments of tool {name!r} must be JSON-serializable: {e}") from None
+        if too_deep(msg, 0):
+            raise TypeError(f"arguments of tool {name!r} nest too deeply for the channel")
         reply = call_host(msg)
         if reply.get("ok"):
             return reply.get("value")
@@ -92,11 +95,17 @@ def run_code(code: str, namespace: dict, out_limit: int) -> tuple[dict, tuple | 
 
 
 def json_safe(value):
+    """`value` when it travels as JSON within the channel's bounds, else its (cut) repr."""
     try:
         json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)
+        if not too_deep(value):
+            return value
+    except (TypeError, ValueError, RecursionError):
+        pass
+    try:
+        return truncate(repr(value), 10_000)
+    except BaseException as e:  # noqa: BLE001 - a repr that fails or recurses
+        return f"<unrepresentable {type(value).__name__}: {safe_str(e)}>"
 
 
 def truncate(s: str, n: int) -> str:

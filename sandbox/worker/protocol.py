@@ -59,9 +59,14 @@ def decode(data: bytes) -> dict:
         raise ProtocolError(f"malformed JSON frame: {e}") from None
     if not isinstance(msg, dict):
         raise ProtocolError(f"a frame holds a {type(msg).__name__}, not a JSON object")
-    if _depth(msg) > MAX_DEPTH:
+    if too_deep(msg, 0):
         raise ProtocolError(f"a frame nests deeper than {MAX_DEPTH} levels")
     return msg
+
+
+def too_deep(value: object, room: int = 4) -> bool:
+    """Whether `value`, put `room` levels down in a message, would nest past MAX_DEPTH."""
+    return _depth(value) + room > MAX_DEPTH
 
 
 def _depth(value: object) -> int:

@@ -150,8 +150,30 @@ def test_subprocess_os_system_and_ctypes_reach_nothing_outside(session, planted)
 
 
 def test_runs_as_unprivileged_user(session):
-    r = session.execute("import os\nos.getuid(), os.geteuid()")
-    assert r.value == "(65534, 65534)"
+    from tests.sandbox.backends import expected_uid
+
+    uid = expected_uid(session)
+    assert uid != 0 and (os.geteuid() != 0 or uid != os.geteuid())
+    r = session.execute("import os\nos.getuid(), os.geteuid(), os.getgroups()")
+    assert r.value in (f"({uid}, {uid}, [])", f"({uid}, {uid}, [{uid}])"), r
+
+
+def test_every_socket_family_but_unix_is_refused(session):
+    """Default deny: the seccomp filter lets only AF_UNIX sockets open, whatever the family."""
+    r = session.execute(
+        "import socket, errno\nopened, refused, other = [], [], {}\n"
+        "for family in range(0, 64):\n"
+        "    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_RAW, socket.SOCK_SEQPACKET):\n"
+        "        try:\n            socket.socket(family, kind).close()\n            opened.append(family)\n"
+        "        except OSError as e:\n"
+        "            (refused.append(family) if e.errno == errno.EPERM else other.setdefault(family, e.errno))\n"
+        "    try:\n        a, b = socket.socketpair(family, socket.SOCK_STREAM)\n        opened.append(('pair', family))\n"
+        "    except OSError as e:\n        pass\n"
+        "print(sorted(set(map(str, opened))))\nprint(sorted(set(refused)) == [0, *range(2, 64)], other)"
+    )
+    assert r.ok, r.error
+    assert r.stdout.splitlines()[0] == str(sorted(["1", "('pair', 1)"]))  # AF_UNIX, and nothing else
+    assert r.stdout.splitlines()[1].startswith("True"), r.stdout  # families 0, 2..63 all refused by seccomp (EPERM)
 
 
 @pytest.mark.skipif(not probe_isolation()["unshare"][0], reason="unshare does not work here")
@@ -171,4 +193,6 @@ def test_no_isolation_is_refused_unless_allowed(monkeypatch):
         open_session(isolation="none")
     assert e.value.code == SandboxErrorCode.NO_ISOLATION
     with open_session(isolation="none", allow_unsafe=True) as s:
-        assert s.execute("import os\nos.getuid() if %d == 0 else 65534" % os.geteuid()).value == "65534"
+        uid = s._sandbox.host_uid if os.geteuid() == 0 else os.geteuid()  # a leased uid when root
+        assert os.geteuid() != 0 or uid not in (0, 65534)
+        assert s.execute("import os\nos.getuid()").value == str(uid)
