@@ -121,12 +121,13 @@ def select_candidates(
     *,
     timeout: float,
     parallel: int = 8,
-    rebuild: Callable[[Sequence[str]], tuple[Any, int]] | None = None,
+    rebuild: Callable[[Sequence[str]], tuple[Any, int, bool]] | None = None,
 ) -> SelectOutcome:
     """Execute the candidates and keep the majority outcome.
 
-    rebuild: ``rebuild(extra_code) -> (new session, actions replayed)`` heals a
-    dead sandbox (the registry's committed code, then `extra_code`). Without
+    rebuild: ``rebuild(extra_code) -> (new session, actions replayed, extra kept)``
+    heals a dead sandbox (the registry's committed code, then `extra_code`,
+    which is dropped if replaying it kills the sandbox again). Without
     it a dead sandbox raises SandboxError. With it nothing the code does ends
     the run: a death during the action is its observation (``SandboxDied``), a
     candidate whose fork dies is invalid, and a dead parent session is rebuilt.
@@ -141,11 +142,11 @@ def select_candidates(
             except SandboxError as e:
                 if rebuild is None or e.code not in _DEAD:
                     raise
-                session, replayed = rebuild(())
+                session, replayed, _ = rebuild(())
                 result, rebuilt = died_result(e, replayed), True
             else:
                 if rebuild is not None and not _alive(session):  # it answered, then the sandbox died
-                    session, replayed = rebuild(())
+                    session, replayed, _ = rebuild(())  # not replayed: it is what killed the sandbox
                     result, rebuilt = died_result("", replayed, after=result), True
         candidate = _record(0, completions[0], result, time.perf_counter() - started)
         candidate.chosen = True
@@ -162,7 +163,7 @@ def select_candidates(
         except SandboxError as e:  # the session died before this step (or while forking)
             if rebuild is None or e.code not in _DEAD:
                 raise
-            session, _ = rebuild(())
+            session, _, _ = rebuild(())
             rebuilt = True
             made = _forks(session, len(runnable))
     forks = dict(zip(runnable, made))
@@ -199,10 +200,11 @@ def select_candidates(
     if rebuild is not None and not _alive(session):
         # The state died after its candidate answered (a candidate killed every process
         # it could), or the parent died and no candidate was adopted: rebuild from the
-        # committed code (the winner's action is not replayed: it may be what kills).
-        session, replayed = rebuild(())
+        # committed code, then the winner's action (dropped if replaying it kills).
+        extra = [actions[chosen].code] if adopted is not None else []
+        session, replayed, kept = rebuild(extra)
         rebuilt = True
-        if adopted is not None and result is not None:
+        if extra and not kept and result is not None:
             result = died_result("", replayed, after=result)
             candidates[chosen].result = result
     return SelectOutcome(session, chosen, candidates, result, time.perf_counter() - started, rebuilt)

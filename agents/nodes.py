@@ -130,12 +130,13 @@ def select(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
             elif approval == "rejected":
                 return {"pending": {"index": 0, "approval": "rejected", "candidates": [], "result": None}}
 
-    def rebuild(extra: Any) -> tuple[Any, int]:
+    def rebuild(extra: Any) -> tuple[Any, int, bool]:
         """Heal a dead sandbox: a new session with the committed code (then `extra`) replayed."""
         if ctx.cancelled:  # cancelled from outside: its sandbox was closed on purpose
             raise SandboxError("the run was cancelled", code=SandboxErrorCode.CLOSED)
-        new = ctx.sessions.rebuild(state["run_id"], steps, timeout=ctx.config.exec_timeout, extra=extra)
-        return new, ctx.sessions.replayed[state["run_id"]]
+        run_id = state["run_id"]
+        new = ctx.sessions.rebuild(run_id, steps, timeout=ctx.config.exec_timeout, extra=extra)
+        return new, ctx.sessions.replayed[run_id], ctx.sessions.extra_kept[run_id]
 
     try:
         outcome = select_candidates(

@@ -49,6 +49,8 @@ class SessionRegistry:
         """run_id -> how many committed actions were replayed to rebuild its session."""
         self.rebuilds: dict[str, int] = {}
         """run_id -> how many times its session was rebuilt after dying."""
+        self.extra_kept: dict[str, bool] = {}
+        """run_id -> whether the last rebuild's `extra` code replayed without killing the sandbox."""
 
     def get(self, run_id: str, steps: list[dict], timeout: float | None = None) -> Any:
         """The run's live session; a new one with the committed code replayed when there is none."""
@@ -74,7 +76,9 @@ class SessionRegistry:
                 old.close()
             except Exception:  # noqa: BLE001 - it is dead already
                 pass
-        codes = [*committed_code(steps), *extra]
+        committed = committed_code(steps)
+        codes = [*committed, *extra]
+        dropped_extra = False
         for _attempt in range(3):
             session = self._open(tools=self._tools)
             done = 0
@@ -89,8 +93,10 @@ class SessionRegistry:
             except SandboxError as e:
                 log.warning("run %s: replaying committed action %d killed the sandbox (%s); skipped", run_id, done, e)
                 session.close()
+                dropped_extra = dropped_extra or done >= len(codes) - len(extra)
                 del codes[done]
         replayed = len(codes)
+        self.extra_kept[run_id] = not dropped_extra
         with self._lock:
             self._sessions[run_id] = session
         self.replayed[run_id] = replayed
