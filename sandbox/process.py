@@ -7,9 +7,10 @@ strongest mechanism this machine has.
   ``--die-with-parent``, ``--new-session``, cleared environment.
 - ``unshare``: net, pid, mount, ipc and uts namespaces (plus user namespaces
   when not root: one mapped to root that mounts, one mapping 65534 to the
-  user that runs the worker); the file system stays visible. Scratch files
-  live on a size-limited tmpfs mounted over a private host temp dir, visible
-  in the sandbox's mount namespace only.
+  user that runs the worker). The file system stays visible, except the
+  folders where people's files live (``HIDDEN``: /tmp, /home, /root, ...),
+  which the sandbox sees empty. Scratch files live on a size-limited tmpfs
+  over a private host temp dir, visible in the sandbox's mount namespace only.
 - ``none``: a plain child process. Refused unless ``allow_unsafe=True``; logs
   a loud warning.
 
@@ -180,9 +181,10 @@ def probe_isolation() -> dict[str, tuple[bool, str]]:
     if not unshare:
         out["unshare"] = (False, "unshare not found (util-linux)")
     else:
-        with tempfile.TemporaryDirectory(prefix=TMP_PREFIX + "probe-") as probe_dir:
+        with tempfile.TemporaryDirectory(prefix=TMP_PREFIX + "probe-", dir=_tmp_root()) as probe_dir:
             os.chmod(probe_dir, 0o755)
-            r = _run([*_unshare_argv(probe_dir, 1, os.geteuid() or NOBODY), "true"])
+            os.mkdir(os.path.join(probe_dir, "data"))
+            r = _run([*_unshare_argv(probe_dir, os.path.join(probe_dir, "data"), 1, os.geteuid() or NOBODY), "true"])
         out["unshare"] = (r[0], r[1] or unshare)
     out["none"] = (True, "no isolation besides rlimits and seccomp")
     return out
@@ -200,11 +202,37 @@ def _run(argv: list[str], **kw: Any) -> tuple[bool, str]:
     return True, ""
 
 
-_MOUNT_SCRATCH = 'mount -t tmpfs -o "$1" tinyact-scratch "$2" && shift 2 && exec "$@"'
+# Runs first in the new namespaces: hide the folders where people's own files live behind
+# empty tmpfs mounts, put the sandbox's host folder back (through fd 9, opened before),
+# mount the size-limited scratch tmpfs, then exec the command.
+# Arguments: scratch mount options, the sandbox folder, its scratch root, the folders to hide, "--", argv.
+_SETUP_MOUNTS = """set -e
+opts=$1 sbx=$2 data=$3
+shift 3
+exec 9<"$sbx"
+while [ "$1" != "--" ]; do mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev tinyact-hidden "$1"; shift; done
+shift
+mkdir -p "$sbx"
+mount --no-canonicalize --rbind /proc/self/fd/9 "$sbx"
+exec 9<&-
+mount -t tmpfs -o "$opts" tinyact-scratch "$data"
+exec "$@"
+"""
+HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/home", "/root", "/run/user", "/srv", "/mnt", "/media")
+"""Host folders an unshare sandbox sees empty (the rest of the file system stays readable)."""
 
 
-def _unshare_argv(data: str, scratch_mb: int, uid: int) -> list[str]:
-    """unshare, then a size-limited tmpfs over `data` (the scratch root), then the command.
+def _hidden(keep: str) -> list[str]:
+    """The HIDDEN folders that exist here, except those holding `keep` (the interpreter)."""
+    out = []
+    for path in HIDDEN:
+        if os.path.isdir(path) and not os.path.islink(path) and not keep.startswith(path.rstrip("/") + "/"):
+            out.append(path)
+    return out
+
+
+def _unshare_argv(sbx: str, data: str, scratch_mb: int, uid: int) -> list[str]:
+    """unshare, then the mounts of _SETUP_MOUNTS (`sbx`: the sandbox's host folder, `data`: its scratch root).
 
     As root the worker drops to `uid` itself. Otherwise the first user namespace
     maps the user to root (to mount), and a second one maps 65534 to the user:
@@ -213,11 +241,12 @@ def _unshare_argv(data: str, scratch_mb: int, uid: int) -> list[str]:
     unshare = shutil.which("unshare") or "unshare"
     argv = [unshare, "--net", "--pid", "--fork", "--mount", "--mount-proc", "--ipc", "--uts", "--kill-child"]
     opts = f"size={scratch_mb}m,mode=0700,nosuid,nodev"
+    hidden = _hidden(os.path.realpath(_sandbox_python()))
     if os.geteuid() != 0:
         argv.insert(1, "--map-root-user")  # implies --user
-        return [*argv, "/bin/sh", "-c", _MOUNT_SCRATCH, "sh", opts, data,
+        return [*argv, "/bin/sh", "-c", _SETUP_MOUNTS, "sh", opts, sbx, data, *hidden, "--",
                 unshare, "--map-user=65534", "--map-group=65534"]  # fmt: skip
-    return [*argv, "/bin/sh", "-c", _MOUNT_SCRATCH, "sh", f"{opts},uid={uid},gid={uid}", data]
+    return [*argv, "/bin/sh", "-c", _SETUP_MOUNTS, "sh", f"{opts},uid={uid},gid={uid}", sbx, data, *hidden, "--"]
 
 
 def best_isolation() -> Isolation:
@@ -282,7 +311,7 @@ class ProcessSandbox(RefCounted):
             env.update(HOME=cfg["scratch"], TMPDIR=cfg["scratch"])
             argv = [_sandbox_python(), "-E", "-s", "-B", "-c", _boot_code(lib), json.dumps(cfg)]
             if isolation == "unshare":
-                argv = [*_unshare_argv(data, limits.scratch_mb, self._uid.uid), *argv]
+                argv = [*_unshare_argv(self._tmp, data, limits.scratch_mb, self._uid.uid), *argv]
         try:
             self.proc = subprocess.Popen(
                 argv,

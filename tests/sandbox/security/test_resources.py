@@ -13,7 +13,8 @@ from tests.sandbox.backends import BACKENDS, open_backend
 
 LIMITS = Limits(memory_mb=256, cpu_s=2, timeout_s=3, processes=48, scratch_mb=64, file_size_mb=16, output_bytes=4096)
 
-# name -> (code, accepted error types or None for "no error", seconds allowed)
+# name -> (code, accepted error types or None for "no error", seconds allowed).
+# Files go to the working directory: the scratch folder under every isolation.
 ATTACKS = {
     "infinite loop": ("while True:\n    pass", {"TimeoutError", "CPUTimeLimitError", "KilledError"}, 6),
     "sleep forever": ("import time\ntime.sleep(10**9)", {"TimeoutError"}, 6),
@@ -30,12 +31,12 @@ ATTACKS = {
         8,
     ),
     "disk fill": (
-        "chunk = b'x' * 2**20\ni = 0\nwhile True:\n    with open(f'/scratch/fill{i}', 'wb') as f:\n"
+        "chunk = b'x' * 2**20\ni = 0\nwhile True:\n    with open(f'fill{i}', 'wb') as f:\n"
         "        for _ in range(8):\n            f.write(chunk)\n    i += 1",
         {"OSError"},  # ENOSPC: the scratch file system is size-limited (a timeout would mean it is not)
         8,
     ),
-    "one huge file": ("f = open('/scratch/big', 'wb')\nwhile True:\n    f.write(b'x' * 2**20)", {"OSError"}, 8),
+    "one huge file": ("f = open('big', 'wb')\nwhile True:\n    f.write(b'x' * 2**20)", {"OSError"}, 8),
     "giant print": ("print('y' * 10**7)", {None}, 6),
     "endless print": ("while True:\n    print('z' * 1000)", {"TimeoutError", "CPUTimeLimitError", "KilledError"}, 6),
     "deep recursion": ("def f(n):\n    return f(n + 1)\nf(0)", {"RecursionError"}, 6),
@@ -121,8 +122,7 @@ def test_scratch_size_is_enforced(isolation):
     limits = Limits(scratch_mb=8, file_size_mb=64, timeout_s=10)
     with open_backend(backend, limits=limits, **kw) as s:
         r = s.execute(
-            "import errno\nn = 0\ntry:\n    with open('/scratch/fill' if __import__('os').path.exists('/scratch') "
-            "else 'fill', 'wb') as f:\n        while n < 64:\n            f.write(b'x' * 2**20)\n            f.flush()\n"
+            "import errno\nn = 0\ntry:\n    with open('fill', 'wb') as f:\n        while n < 64:\n            f.write(b'x' * 2**20)\n            f.flush()\n"
             "            n += 1\nexcept OSError as e:\n    print('stopped', n, errno.errorcode[e.errno])"
         )
         assert r.ok, r.error
