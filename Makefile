@@ -49,6 +49,9 @@ system-deps:
 	@command -v bwrap >/dev/null || { echo ">> installing bubblewrap (sandbox isolation)"; \
 	  (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) \
 	  || echo "!! could not install bubblewrap: the sandbox falls back to unshare"; }
+	@ldconfig -p 2>/dev/null | grep -q libseccomp.so.2 || { echo ">> installing libseccomp2 (sandbox seccomp filter)"; \
+	  (apt-get update -qq && apt-get install -y -qq libseccomp2 >/dev/null) \
+	  || echo "!! could not install libseccomp2: sandboxes will not start"; }
 
 setup: $(VENV)/.run-deps system-deps
 setup-test: $(VENV)/.test-deps $(VENV)/.vllm system-deps

@@ -160,6 +160,9 @@ class ExecResult(_Model):
     duration_s: float = 0.0
     truncated: bool = False
     """Output was cut at the limit (a marker was appended)."""
+    rolled_back: bool = False
+    """The execution was killed (timeout, crash, a dead sandbox): the session's
+    variables are as they were before it, and a replay must skip it."""
 
     @property
     def ok(self) -> bool:
@@ -197,6 +200,8 @@ class Step(_Model):
     model_seconds: float = 0.0
     exec_seconds: float = 0.0
     approval: Literal["approved", "edited", "rejected"] | None = None
+    sandbox_rebuilt: bool = False
+    """The sandbox died during this step and was rebuilt by replaying the committed code."""
 
 
 class Trajectory(_Model):

@@ -25,7 +25,7 @@ from tinyact.agents.parsing import parse_action
 from tinyact.agents.prompts import FINAL_ANSWER_PROMPT
 from tinyact.agents.registry import SessionRegistry
 from tinyact.agents.state import AgentState
-from tinyact.errors import SandboxError
+from tinyact.errors import SandboxError, SandboxErrorCode
 from tinyact.models.engines.base import Engine
 from tinyact.schema import Completion, Message, SamplingParams, Step, Usage
 
@@ -117,7 +117,8 @@ def select(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     if ctx.cancelled:  # cancelled while the model was thinking: run nothing
         return {"pending": None, "end_reason": "cancelled"}
     completions = [Completion.model_validate(c) for c in state["proposals"]]
-    session = ctx.sessions.get(state["run_id"], state.get("steps") or [])
+    steps = state.get("steps") or []
+    session = ctx.sessions.get(state["run_id"], steps, timeout=ctx.config.exec_timeout)
     approval = None
     if ctx.config.approve_code:
         action = parse_action(completions[0].text)
@@ -128,8 +129,19 @@ def select(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
                 completions[0] = completions[0].model_copy(update={"text": _replace_code(completions[0].text, edited)})
             elif approval == "rejected":
                 return {"pending": {"index": 0, "approval": "rejected", "candidates": [], "result": None}}
+
+    def rebuild(extra: Any) -> tuple[Any, int, bool]:
+        """Heal a dead sandbox: a new session with the committed code (then `extra`) replayed."""
+        if ctx.cancelled:  # cancelled from outside: its sandbox was closed on purpose
+            raise SandboxError("the run was cancelled", code=SandboxErrorCode.CLOSED)
+        run_id = state["run_id"]
+        new = ctx.sessions.rebuild(run_id, steps, timeout=ctx.config.exec_timeout, extra=extra)
+        return new, ctx.sessions.replayed[run_id], ctx.sessions.extra_kept[run_id]
+
     try:
-        outcome = select_candidates(session, completions, timeout=ctx.config.exec_timeout, parallel=ctx.config.parallel)
+        outcome = select_candidates(
+            session, completions, timeout=ctx.config.exec_timeout, parallel=ctx.config.parallel, rebuild=rebuild
+        )
     except SandboxError:
         if not ctx.cancelled:
             raise
@@ -144,6 +156,7 @@ def select(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
             "candidates": [c.model_dump() for c in outcome.candidates],
             "result": outcome.result.model_dump() if outcome.result is not None else None,
             "exec_seconds": outcome.seconds,
+            "sandbox_rebuilt": outcome.rebuilt,
         }
     }
 
@@ -192,6 +205,7 @@ def observe(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         usage=step_usage,
         exec_seconds=pending.get("exec_seconds", 0.0),
         approval=pending.get("approval"),
+        sandbox_rebuilt=bool(pending.get("sandbox_rebuilt")),
     )
     messages = [
         *state["messages"],

@@ -1,12 +1,33 @@
-"""Live sandbox sessions, one per run, outside the graph state."""
+"""Live sandbox sessions, one per run, outside the graph state; rebuilt when they die."""
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["SessionRegistry"]
+from tinyact.errors import SandboxError
+
+__all__ = ["SessionRegistry", "committed_code"]
+
+log = logging.getLogger(__name__)
+
+
+def committed_code(steps: Sequence[dict]) -> list[str]:
+    """The code actions whose effects the session holds, in order.
+
+    A step counts when its code ran and was not rolled back: a timeout, a
+    crash or a dead sandbox leaves the variables as they were before it.
+    """
+    out = []
+    for step in steps:
+        result = step.get("result")
+        code = (step.get("action") or {}).get("code")
+        if result is None or not code or result.get("rolled_back"):
+            continue
+        out.append(code)
+    return out
 
 
 class SessionRegistry:
@@ -14,7 +35,9 @@ class SessionRegistry:
 
     After a restart the registry is empty while the checkpointed state still
     has the committed steps; ``get`` then opens a new session and replays the
-    code those steps executed, so variables are back as they were.
+    code those steps executed, so variables are back as they were. A session
+    that died (the code killed it, the OOM killer, a broken channel) is
+    rebuilt the same way (``rebuild``), never handed back.
     """
 
     def __init__(self, open_session: Callable[..., Any], tools: Mapping[str, Callable[..., Any]]) -> None:
@@ -24,20 +47,61 @@ class SessionRegistry:
         self._lock = threading.Lock()
         self.replayed: dict[str, int] = {}
         """run_id -> how many committed actions were replayed to rebuild its session."""
+        self.rebuilds: dict[str, int] = {}
+        """run_id -> how many times its session was rebuilt after dying."""
+        self.extra_kept: dict[str, bool] = {}
+        """run_id -> whether the last rebuild's `extra` code replayed without killing the sandbox."""
 
-    def get(self, run_id: str, steps: list[dict]) -> Any:
+    def get(self, run_id: str, steps: list[dict], timeout: float | None = None) -> Any:
+        """The run's live session; a new one with the committed code replayed when there is none."""
         with self._lock:
             session = self._sessions.get(run_id)
-            if session is not None:
+            if session is not None and not getattr(session, "closed", False):
                 return session
+        return self.rebuild(run_id, steps, timeout=timeout, died=session is not None)
+
+    def rebuild(
+        self, run_id: str, steps: Sequence[dict], *, timeout: float | None = None, extra: Sequence[str] = (), died: bool = True
+    ) -> Any:
+        """A fresh session holding what the committed `steps` (then the `extra` code) did.
+
+        Replays run with `timeout` (the agent's exec_timeout), each followed by a
+        ping. An action whose replay kills the sandbox is left out and the
+        replay starts over.
+        """
+        with self._lock:
+            old = self._sessions.pop(run_id, None)
+        if old is not None:
+            try:
+                old.close()
+            except Exception:  # noqa: BLE001 - it is dead already
+                pass
+        committed = committed_code(steps)
+        codes = [*committed, *extra]
+        dropped_extra = False
+        for _attempt in range(3):
             session = self._open(tools=self._tools)
+            done = 0
+            try:
+                for code in codes:
+                    session.execute(code, timeout=timeout)
+                    alive = getattr(session, "alive", None)
+                    if callable(alive) and not alive():  # it answered, then the sandbox died: the code kills
+                        raise SandboxError("the sandbox died right after the action")
+                    done += 1
+                break
+            except SandboxError as e:
+                log.warning("run %s: replaying committed action %d killed the sandbox (%s); skipped", run_id, done, e)
+                session.close()
+                dropped_extra = dropped_extra or done >= len(codes) - len(extra)
+                del codes[done]
+        replayed = len(codes)
+        self.extra_kept[run_id] = not dropped_extra
+        with self._lock:
             self._sessions[run_id] = session
-        replayed = 0
-        for step in steps:
-            if step.get("result") is not None and step.get("action", {}).get("code"):
-                session.execute(step["action"]["code"])
-                replayed += 1
         self.replayed[run_id] = replayed
+        if died:
+            self.rebuilds[run_id] = self.rebuilds.get(run_id, 0) + 1
         return session
 
     def replace(self, run_id: str, session: Any) -> None:

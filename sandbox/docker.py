@@ -3,15 +3,17 @@
 One container per sandbox (a session and its forks):
 
 - ``docker run --init --network none --read-only --cap-drop ALL
-  --security-opt no-new-privileges --user 65534:65534 --memory/--pids-limit/
-  --cpus --tmpfs /.tinyact:size=...,uid=65534,gid=65534``, labelled
+  --security-opt no-new-privileges --user UID:UID --memory/--pids-limit/
+  --cpus --tmpfs /.tinyact:size=...,uid=UID,gid=UID,mode=0700``, labelled
   ``tinyact.sandbox``; PID 1 is docker's init running ``sleep infinity``.
 - The worker is started once with ``docker exec`` and stays attached: its
   stdin/stdout is the one channel for every session in the container (frames
-  tagged with a session id, see ``_worker.mux_main``), so a round trip costs
+  tagged with a session id, see ``worker/mux.py``), so a round trip costs
   about what it costs in the process backend, not the 80-170 ms of an
   ``exec_run`` per step. The worker's source travels over that stream too, so
   the image needs nothing but python3.
+- UID is a uid of this sandbox's own (``uids.py``), so the process limit
+  (RLIMIT_NPROC, per host uid) is not shared with other containers.
 - Timeouts are enforced inside the container by the holder processes, as in
   the process backend; the memory and process limits also hold as cgroup limits.
 - Cleanup: sandbox close removes the container; if the host process dies, the
@@ -24,6 +26,7 @@ The ``docker`` SDK is imported here only (``pip install tinyact[docker]``).
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import logging
@@ -38,7 +41,11 @@ from typing import Any
 
 from tinyact.errors import SandboxError, SandboxErrorCode
 from tinyact.sandbox.limits import Limits
+from tinyact.sandbox.seccomp import filter_bpf
 from tinyact.sandbox.session import RefCounted, Session
+from tinyact.sandbox.uids import lease_uid
+from tinyact.sandbox.worker import MODULES
+from tinyact.sandbox.worker.protocol import MAX_FRAME, Channel, ProtocolError, decode
 
 __all__ = ["DEFAULT_IMAGE", "DockerSandbox", "docker_available", "start_docker_session", "sweep_orphans"]
 
@@ -50,7 +57,7 @@ HERE = Path(__file__).resolve().parent
 _MUX_HDR = struct.Struct(">II")
 START_TIMEOUT_S = 60.0
 
-# Reads the worker's source from stdin, then runs its mux (see _worker.mux_main).
+# Reads the worker package's source from stdin, loads it as the package `worker`, runs its mux.
 _BOOT = (
     "import sys,os,struct,json,types\n"
     "def rd(n):\n"
@@ -61,10 +68,12 @@ _BOOT = (
     "        b+=c\n"
     "    return b\n"
     "blob=json.loads(rd(struct.unpack('>I',rd(4))[0]))\n"
-    "for name in ('_seccomp','_worker'):\n"
-    "    m=types.ModuleType(name); m.__file__='/tinyact/'+name+'.py'; sys.modules[name]=m\n"
-    "    exec(compile(blob[name],m.__file__,'exec'),m.__dict__)\n"
-    "sys.modules['_worker'].mux_main(blob['cfg'])\n"
+    "pkg=types.ModuleType('worker'); pkg.__path__=[]; pkg.__package__='worker'; sys.modules['worker']=pkg\n"
+    "for name, src in blob['modules']:\n"
+    "    m=types.ModuleType('worker.'+name); m.__package__='worker'; m.__file__='/tinyact/worker/'+name+'.py'\n"
+    "    sys.modules[m.__name__]=m; setattr(pkg,name,m)\n"
+    "    exec(compile(src,m.__file__,'exec'),m.__dict__)\n"
+    "sys.modules['worker.mux'].main(blob['cfg'])\n"
 )
 
 
@@ -135,46 +144,36 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class _MuxChannel:
-    """One session's channel over the shared stream (duck-types session.Channel)."""
+class _MuxTransport:
+    """One session's bytes over the container's shared stream (a transport of ``Channel``)."""
 
     def __init__(self, box: DockerSandbox, sid: int) -> None:
         self.box = box
         self.sid = sid
-        self.buf = bytearray()
         self.inbox: queue.Queue[bytes | None] = queue.Queue()
         self.new_sids: queue.Queue[int] = queue.Queue()
         self.eof = False
 
-    def send(self, msg: dict[str, Any]) -> None:
+    def fileno(self) -> int:
+        return -1
+
+    def send(self, data: bytes, fds: list[int] | None = None) -> None:
         if self.eof:
             raise EOFError
-        data = json.dumps(msg).encode()
-        self.box.write(self.sid, struct.pack(">I", len(data)) + data)
+        self.box.write(self.sid, data)
 
-    def recv(self, deadline: float | None = None, want_fds: bool = False) -> tuple[dict[str, Any], list[int]]:
-        while True:
-            if len(self.buf) >= 4:
-                (n,) = struct.unpack_from(">I", self.buf)
-                if len(self.buf) >= 4 + n:
-                    data = bytes(self.buf[4 : 4 + n])
-                    del self.buf[: 4 + n]
-                    try:
-                        msg = json.loads(data)
-                    except ValueError as e:
-                        raise SandboxError(f"worker sent malformed JSON: {e}", code=SandboxErrorCode.PROTOCOL) from None
-                    return msg, []
-            if self.eof:
-                raise EOFError
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                chunk = self.inbox.get(timeout=timeout)
-            except queue.Empty:
-                raise TimeoutError from None
-            if chunk is None:
-                self.eof = True
-            else:
-                self.buf += chunk
+    def recv(self, deadline: float | None, want_fds: bool) -> tuple[bytes, list[int]]:
+        if self.eof:
+            raise EOFError
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            chunk = self.inbox.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError from None
+        if chunk is None:
+            self.eof = True
+            raise EOFError
+        return chunk, []
 
     def close(self) -> None:
         if not self.eof:
@@ -195,7 +194,7 @@ class DockerSandbox(RefCounted):
         self._refs = 0
         self._lock = threading.Lock()
         self._wlock = threading.Lock()
-        self.channels: dict[int, _MuxChannel] = {}
+        self.channels: dict[int, _MuxTransport] = {}
         self._stderr = bytearray()
         self._closed = False
         self.client = _client()
@@ -207,6 +206,8 @@ class DockerSandbox(RefCounted):
                 code=SandboxErrorCode.BACKEND_UNAVAILABLE,
             ) from e
         sweep_orphans(self.client)
+        self._uid = lease_uid(switchable=True)  # a process budget (RLIMIT_NPROC) of its own
+        self.uid = self._uid.uid
         mb = limits.memory_mb
         try:
             self.container = self.client.containers.run(
@@ -219,13 +220,13 @@ class DockerSandbox(RefCounted):
                 read_only=True,
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
-                user="65534:65534",
+                user=f"{self.uid}:{self.uid}",
                 # The whole sandbox (a session and all its forks) shares these.
                 mem_limit=f"{mb * 4}m",
                 memswap_limit=f"{mb * 4}m",
                 pids_limit=limits.processes * 4,
                 nano_cpus=int(2e9),
-                tmpfs={"/.tinyact": f"size={limits.scratch_mb}m,uid=65534,gid=65534,mode=1777,exec"},
+                tmpfs={"/.tinyact": f"size={limits.scratch_mb}m,uid={self.uid},gid={self.uid},mode=0700,exec"},
                 environment={},
                 working_dir="/",
                 labels={
@@ -235,6 +236,7 @@ class DockerSandbox(RefCounted):
                 },
             )
         except Exception as e:  # noqa: BLE001
+            self._uid.release()
             raise SandboxError(f"could not start the sandbox container: {e}", code=SandboxErrorCode.START_FAILED) from e
         try:
             self._attach(tools)
@@ -247,7 +249,8 @@ class DockerSandbox(RefCounted):
             "isolation": "docker",
             "limits": self.limits.to_dict(),
             "tools": tools,
-            "seccomp": True,
+            "seccomp_bpf": base64.b64encode(filter_bpf()).decode(),
+            "uid": self.uid,
             "scratch_root": "/.tinyact/scratch",
             "scratch": "/scratch",
         }
@@ -259,18 +262,17 @@ class DockerSandbox(RefCounted):
             stdout=True,
             stderr=True,
             tty=False,
-            user="65534:65534",
+            user=f"{self.uid}:{self.uid}",
             environment=env,
             workdir="/",
         )["Id"]
         sock = self.client.api.exec_start(exec_id, socket=True)
         self._raw = getattr(sock, "_sock", sock)
         self._raw.settimeout(None)
-        blob = {name: (HERE / f"{name}.py").read_text() for name in ("_seccomp", "_worker")}
-        blob["cfg"] = cfg  # type: ignore[assignment]
-        data = json.dumps(blob).encode()
+        modules = [(name, (HERE / "worker" / f"{name}.py").read_text()) for name in MODULES]
+        data = json.dumps({"modules": modules, "cfg": cfg}).encode()
         self._raw.sendall(struct.pack(">I", len(data)) + data)
-        self.channels[1] = _MuxChannel(self, 1)
+        self.channels[1] = _MuxTransport(self, 1)
         self._reader = threading.Thread(target=self._read_loop, name="tinyact-docker-reader", daemon=True)
         self._reader.start()
 
@@ -313,20 +315,22 @@ class DockerSandbox(RefCounted):
                     sid, n = _MUX_HDR.unpack_from(out)
                     if len(out) < _MUX_HDR.size + n:
                         break
+                    if n > MAX_FRAME + 8:
+                        raise OSError(f"the container sent a {n}-byte mux frame")
                     payload = bytes(out[_MUX_HDR.size : _MUX_HDR.size + n])
                     del out[: _MUX_HDR.size + n]
                     self._route(sid, payload)
-        except OSError:
-            pass
+        except (OSError, ValueError, KeyError, TypeError) as e:  # a broken stream: every session is dead
+            self._stderr += f"\n[host] the container's stream broke: {e}".encode()
         finally:
             for chan in list(self.channels.values()):
                 chan.inbox.put(None)
 
     def _route(self, sid: int, payload: bytes) -> None:
         if sid == 0:
-            msg = json.loads(payload)
+            msg = decode(payload)
             if msg.get("op") == "newsid":
-                new = _MuxChannel(self, int(msg["sid"]))
+                new = _MuxTransport(self, int(msg["sid"]))
                 self.channels[new.sid] = new
                 parent = self.channels.get(int(msg["parent"]))
                 if parent is not None:
@@ -344,11 +348,11 @@ class DockerSandbox(RefCounted):
         return self._stderr[-n:].decode(errors="replace")
 
     # ------------------------------------------------------------------ Sandbox protocol
-    def start(self) -> tuple[_MuxChannel, dict[str, Any]]:
-        chan = self.channels[1]
+    def start(self) -> tuple[Channel, dict[str, Any]]:
+        chan = Channel(self.channels[1])
         try:
             msg, _ = chan.recv(time.monotonic() + START_TIMEOUT_S)
-        except (EOFError, TimeoutError) as e:
+        except (EOFError, TimeoutError, ProtocolError) as e:
             tail = self.log_tail()
             self.terminate()
             raise SandboxError(
@@ -363,7 +367,7 @@ class DockerSandbox(RefCounted):
         self._refs = 1
         return chan, msg
 
-    def accept_fork(self, chan: _MuxChannel, deadline: float, n: int) -> list[tuple[_MuxChannel, dict[str, Any]]]:
+    def accept_fork(self, chan: Channel, deadline: float, n: int) -> list[tuple[Channel, dict[str, Any]]]:
         msg, _ = chan.recv(deadline)
         pids = msg.get("pids") or []
         if msg.get("op") != "forked" or not pids:
@@ -372,10 +376,10 @@ class DockerSandbox(RefCounted):
         for pid in pids:
             left = max(0.0, deadline - time.monotonic())
             try:
-                sid = chan.new_sids.get(timeout=left)
+                sid = chan.transport.new_sids.get(timeout=left)
             except queue.Empty:
                 raise TimeoutError from None
-            out.append((self.channels[sid], {"pid": pid}))
+            out.append((Channel(self.channels[sid]), {"pid": pid}))
         return out
 
     def terminate(self) -> None:
@@ -400,6 +404,7 @@ class DockerSandbox(RefCounted):
             except Exception:  # noqa: BLE001 - auto_remove may have won
                 pass
         self.client.close()
+        self._uid.release()
 
 
 def start_docker_session(*, limits: Limits, tools: dict[str, Any], image: str | None = None) -> Session:

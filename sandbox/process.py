@@ -5,11 +5,17 @@ strongest mechanism this machine has.
   empty root holding only read-only /usr (and the /bin, /lib symlinks), /proc,
   a minimal /dev and a size-limited tmpfs for scratch files; uid/gid 65534,
   ``--die-with-parent``, ``--new-session``, cleared environment.
-- ``unshare``: net, pid, mount, ipc and uts namespaces (plus a user namespace
-  when not root); the file system stays visible, read as uid 65534 when the
-  host runs as root. Scratch files live in a host temp dir.
-- ``none``: a plain child process (uid 65534 when root). Refused unless
-  ``allow_unsafe=True``; logs a loud warning.
+- ``unshare``: net, pid, mount, ipc and uts namespaces (plus user namespaces
+  when not root: one mapped to root that mounts, one mapping 65534 to the
+  user that runs the worker). The file system stays visible, except the
+  folders where people's files live (``HIDDEN``: /tmp, /home, /root, ...),
+  which the sandbox sees empty. Scratch files live on a size-limited tmpfs
+  over a private host temp dir, visible in the sandbox's mount namespace only.
+- ``none``: a plain child process. Refused unless ``allow_unsafe=True``; logs
+  a loud warning.
+
+When the host runs as root each sandbox runs as a host uid of its own
+(``uids.py``), so that its process limit is its own; otherwise as the user.
 
 In every mode the worker sets rlimits and installs the seccomp filter before
 any user code runs, and starts with an environment that holds no host variables.
@@ -17,6 +23,7 @@ any user code runs, and starts with an environment that holds no host variables.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import logging
@@ -34,7 +41,9 @@ from typing import Any, Literal
 
 from tinyact.errors import SandboxError, SandboxErrorCode
 from tinyact.sandbox.limits import Limits
+from tinyact.sandbox.seccomp import filter_bpf
 from tinyact.sandbox.session import Channel, RefCounted, Session
+from tinyact.sandbox.uids import NOBODY, lease_uid
 
 __all__ = ["Isolation", "ProcessSandbox", "best_isolation", "probe_isolation", "start_process_session"]
 
@@ -42,7 +51,7 @@ log = logging.getLogger(__name__)
 
 Isolation = Literal["bwrap", "unshare", "none"]
 HERE = Path(__file__).resolve().parent
-WORKER_FILES = ("_worker.py", "_seccomp.py")
+WORKER_DIR = HERE / "worker"  # the package that runs inside, shipped as a unit
 SANDBOX_DIR = "/.tinyact"  # inside bwrap: worker code and per-session scratch dirs
 SANDBOX_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -94,25 +103,28 @@ def _sandbox_python() -> str:
     return os.path.realpath(sys.executable)
 
 
-NOBODY = 65534
+def _boot_code(lib: str) -> str:
+    """`python3 -c` code that starts the worker package found in `lib`."""
+    return f"import sys; sys.path.insert(0, {lib!r}); from worker.boot import main; main()"
 
 
-def _host_user() -> dict[str, Any]:
-    """Popen arguments that start the launcher as nobody when we are root.
+def _host_user(uid: int = NOBODY) -> dict[str, Any]:
+    """Popen arguments that start the launcher as `uid` when we are root.
 
     Run as root, bwrap maps the sandbox user onto host root, and the kernel
     never applies RLIMIT_NPROC to root: a fork bomb would go unchecked. As
-    nobody, bwrap builds an unprivileged user namespace and the limit holds.
+    another user, bwrap builds an unprivileged user namespace and the limit holds.
     """
     if os.geteuid() != 0:
         return {}
-    return {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+    return {"user": uid, "group": uid, "extra_groups": []}
 
 
 def _bwrap_argv(scratch_mb: int, extra_ro: list[str], lib: str | None = None) -> list[str]:
     argv = [
         shutil.which("bwrap") or "bwrap",
         "--unshare-all",
+        "--as-pid-1",  # our init is PID 1: the code cannot kill it, not even with kill(-1)
         "--die-with-parent",
         "--new-session",
         "--clearenv",
@@ -136,8 +148,7 @@ def _bwrap_argv(scratch_mb: int, extra_ro: list[str], lib: str | None = None) ->
         "--symlink", "/proc/self/fd/3", "/tmp",
         "--dir", f"{SANDBOX_DIR}/lib",
     ]  # fmt: skip
-    for name in WORKER_FILES:
-        argv += ["--ro-bind", os.path.join(lib or str(HERE), name), f"{SANDBOX_DIR}/lib/{name}"]
+    argv += ["--ro-bind", os.path.join(lib, "worker") if lib else str(WORKER_DIR), f"{SANDBOX_DIR}/lib/worker"]
     for key, value in {**SANDBOX_ENV, "HOME": "/scratch", "TMPDIR": "/scratch"}.items():
         argv += ["--setenv", key, value]
     argv += ["--remount-ro", "/", "--chdir", "/"]  # only the scratch tmpfs stays writable
@@ -170,7 +181,10 @@ def probe_isolation() -> dict[str, tuple[bool, str]]:
     if not unshare:
         out["unshare"] = (False, "unshare not found (util-linux)")
     else:
-        r = _run([*_unshare_argv(), "true"])
+        with tempfile.TemporaryDirectory(prefix=TMP_PREFIX + "probe-", dir=_tmp_root()) as probe_dir:
+            os.chmod(probe_dir, 0o755)
+            os.mkdir(os.path.join(probe_dir, "data"))
+            r = _run([*_unshare_argv(probe_dir, os.path.join(probe_dir, "data"), 1, os.geteuid() or NOBODY), "true"])
         out["unshare"] = (r[0], r[1] or unshare)
     out["none"] = (True, "no isolation besides rlimits and seccomp")
     return out
@@ -188,11 +202,51 @@ def _run(argv: list[str], **kw: Any) -> tuple[bool, str]:
     return True, ""
 
 
-def _unshare_argv() -> list[str]:
-    argv = [shutil.which("unshare") or "unshare", "--net", "--pid", "--fork", "--mount", "--mount-proc", "--ipc", "--uts", "--kill-child"]
+# Runs first in the new namespaces: hide the folders where people's own files live behind
+# empty tmpfs mounts, put the sandbox's host folder back (through fd 9, opened before),
+# mount the size-limited scratch tmpfs, then exec the command.
+# Arguments: scratch mount options, the sandbox folder, its scratch root, the folders to hide, "--", argv.
+_SETUP_MOUNTS = """set -e
+opts=$1 sbx=$2 data=$3
+shift 3
+exec 9<"$sbx"
+while [ "$1" != "--" ]; do mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev tinyact-hidden "$1"; shift; done
+shift
+mkdir -p "$sbx"
+mount --no-canonicalize --rbind /proc/self/fd/9 "$sbx"
+exec 9<&-
+mount -t tmpfs -o "$opts" tinyact-scratch "$data"
+exec "$@"
+"""
+HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/home", "/root", "/run/user", "/srv", "/mnt", "/media")
+"""Host folders an unshare sandbox sees empty (the rest of the file system stays readable)."""
+
+
+def _hidden(keep: str) -> list[str]:
+    """The HIDDEN folders that exist here, except those holding `keep` (the interpreter)."""
+    out = []
+    for path in HIDDEN:
+        if os.path.isdir(path) and not os.path.islink(path) and not keep.startswith(path.rstrip("/") + "/"):
+            out.append(path)
+    return out
+
+
+def _unshare_argv(sbx: str, data: str, scratch_mb: int, uid: int) -> list[str]:
+    """unshare, then the mounts of _SETUP_MOUNTS (`sbx`: the sandbox's host folder, `data`: its scratch root).
+
+    As root the worker drops to `uid` itself. Otherwise the first user namespace
+    maps the user to root (to mount), and a second one maps 65534 to the user:
+    the worker runs as 65534 with no capability, as under bwrap.
+    """
+    unshare = shutil.which("unshare") or "unshare"
+    argv = [unshare, "--net", "--pid", "--fork", "--mount", "--mount-proc", "--ipc", "--uts", "--kill-child"]
+    opts = f"size={scratch_mb}m,mode=0700,nosuid,nodev"
+    hidden = _hidden(os.path.realpath(_sandbox_python()))
     if os.geteuid() != 0:
         argv.insert(1, "--map-root-user")  # implies --user
-    return argv
+        return [*argv, "/bin/sh", "-c", _SETUP_MOUNTS, "sh", opts, sbx, data, *hidden, "--",
+                unshare, "--map-user=65534", "--map-group=65534"]  # fmt: skip
+    return [*argv, "/bin/sh", "-c", _SETUP_MOUNTS, "sh", f"{opts},uid={uid},gid={uid}", sbx, data, *hidden, "--"]
 
 
 def best_isolation() -> Isolation:
@@ -215,13 +269,15 @@ class ProcessSandbox(RefCounted):
         self._refs = 0
         self._lock = threading.Lock()
         _sweep_tmp_dirs()
+        self._uid = lease_uid()
+        self.host_uid = self._uid.uid if os.geteuid() == 0 else os.geteuid()
+        """The host uid the sandbox's processes run as (one of their own when the host is root)."""
         self._tmp: str | None = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=_tmp_root())
         os.chmod(self._tmp, 0o755)
         self._log = open(os.path.join(self._tmp, "worker.log"), "wb")  # noqa: SIM115
         lib = os.path.join(self._tmp, "lib")
-        os.mkdir(lib)
-        for name in WORKER_FILES:  # readable by uid 65534 wherever the package lives
-            shutil.copy(HERE / name, os.path.join(lib, name))
+        os.mkdir(lib)  # a copy readable by the sandbox's uid wherever the package lives
+        shutil.copytree(WORKER_DIR, os.path.join(lib, "worker"), ignore=shutil.ignore_patterns("__pycache__"))
         popen_user: dict[str, Any] = {}
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         life_r, life_w = os.pipe()
@@ -232,28 +288,30 @@ class ProcessSandbox(RefCounted):
             "isolation": isolation,
             "limits": limits.to_dict(),
             "tools": tools,
-            "seccomp": seccomp,
+            "seccomp_bpf": base64.b64encode(filter_bpf()).decode() if seccomp else None,
             "die_with_parent": True,
+            "uid": self._uid.uid,
         }
         env = dict(SANDBOX_ENV)
         if isolation == "bwrap":
             py = _sandbox_python()
             cfg["scratch_root"] = f"{SANDBOX_DIR}/scratch"
             cfg["scratch"] = "/scratch"
-            popen_user = _host_user()
+            popen_user = _host_user(self._uid.uid)
             argv = [*_bwrap_argv(limits.scratch_mb, _extra_ro_paths(py), lib), py, "-E", "-s", "-B",
-                    f"{SANDBOX_DIR}/lib/_worker.py", json.dumps(cfg)]  # fmt: skip
+                    "-c", _boot_code(f"{SANDBOX_DIR}/lib"), json.dumps(cfg)]  # fmt: skip
         else:
             data = os.path.join(self._tmp, "data")
-            os.mkdir(data)
-            os.chmod(data, 0o1777)
+            os.mkdir(data, 0o700)  # private; under unshare a tmpfs of the sandbox's own covers it
+            if os.geteuid() == 0:
+                os.chown(data, self._uid.uid, self._uid.uid)
             os.symlink("/proc/self/fd/3", os.path.join(self._tmp, "scratch"))
             cfg["scratch_root"] = data
             cfg["scratch"] = os.path.join(self._tmp, "scratch")
             env.update(HOME=cfg["scratch"], TMPDIR=cfg["scratch"])
-            argv = [_sandbox_python(), "-E", "-s", "-B", os.path.join(lib, "_worker.py"), json.dumps(cfg)]
+            argv = [_sandbox_python(), "-E", "-s", "-B", "-c", _boot_code(lib), json.dumps(cfg)]
             if isolation == "unshare":
-                argv = [*_unshare_argv(), *argv]
+                argv = [*_unshare_argv(self._tmp, data, limits.scratch_mb, self._uid.uid), *argv]
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -272,6 +330,7 @@ class ProcessSandbox(RefCounted):
             os.close(life_r)
             os.close(life_w)
             self._cleanup_tmp()
+            self._uid.release()
             raise SandboxError(
                 f"could not start the {isolation} worker: {e}", code=SandboxErrorCode.START_FAILED
             ) from e
@@ -365,6 +424,7 @@ class ProcessSandbox(RefCounted):
                     log.warning("sandbox launcher %d did not exit", proc.pid)
         self._log.close()
         self._cleanup_tmp()
+        self._uid.release()
 
     def _cleanup_tmp(self) -> None:
         if self._tmp:

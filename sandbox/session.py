@@ -1,7 +1,10 @@
-"""Host side of a sandbox session: the channel protocol, tool calls, fork/adopt.
+"""Host side of a sandbox session: execute, tool calls, fork/adopt.
 
-A ``Session`` talks to one holder process inside a sandbox (see ``_worker.py``
-for the other end). Sessions made by ``fork()`` share the sandbox (its
+A ``Session`` talks to one holder process inside a sandbox (see
+``worker/worker.py`` for the other end) over a ``Channel``
+(``worker/protocol.py``: the same class on every side and backend), whose
+frames the host bounds in size and nesting: anything malformed means a dead
+sandbox (``SandboxError`` WORKER_DIED), never an exception of another kind. Sessions made by ``fork()`` share the sandbox (its
 processes, namespaces or container) with their parent; the sandbox ends when
 its last session closes.
 """
@@ -10,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import struct
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -19,84 +20,16 @@ from typing import Any, Protocol
 
 from tinyact.errors import SandboxError, SandboxErrorCode
 from tinyact.sandbox.limits import Limits
+from tinyact.sandbox.worker.protocol import Channel, ProtocolError
 from tinyact.schema import ExecError, ExecResult
 
-__all__ = ["Session"]
+__all__ = ["Channel", "Session"]
 
 log = logging.getLogger(__name__)
 
-_HDR = struct.Struct(">I")
-_MAX_MSG = 256 * 1024 * 1024
 GRACE_S = 5.0
-"""How long past an execute's own timeout the host waits before declaring the worker dead."""
-
-
-class Channel:
-    """Length-prefixed JSON messages over a stream socket, with deadlines."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = bytearray()
-
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
-    def send(self, msg: dict[str, Any]) -> None:
-        data = json.dumps(msg).encode()
-        self.sock.sendall(_HDR.pack(len(data)) + data)
-
-    def _fill(self, deadline: float | None, want_fds: bool = False) -> list[int]:
-        if deadline is None:
-            self.sock.settimeout(None)
-        else:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            self.sock.settimeout(left)
-        try:
-            if want_fds:
-                chunk, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 64)
-            else:
-                chunk, fds = self.sock.recv(1 << 16), []
-        except socket.timeout as e:
-            raise TimeoutError from e
-        if not chunk:
-            for fd in fds:
-                socket.close(fd)
-            raise EOFError
-        self.buf += chunk
-        return list(fds)
-
-    def recv(self, deadline: float | None = None, want_fds: bool = False) -> tuple[dict[str, Any], list[int]]:
-        """The next message and any fds that came with it.
-
-        Raises EOFError when the worker closed the channel, TimeoutError at the deadline.
-        """
-        fds: list[int] = []
-        while True:
-            if len(self.buf) >= 4:
-                (n,) = _HDR.unpack_from(self.buf)
-                if n > _MAX_MSG:
-                    raise SandboxError(f"worker sent a {n}-byte message", code=SandboxErrorCode.PROTOCOL)
-                if len(self.buf) >= 4 + n:
-                    data = bytes(self.buf[4 : 4 + n])
-                    del self.buf[: 4 + n]
-                    try:
-                        msg = json.loads(data)
-                    except ValueError as e:
-                        raise SandboxError(
-                            f"worker sent malformed JSON: {e}", code=SandboxErrorCode.PROTOCOL
-                        ) from None
-                    if not isinstance(msg, dict):
-                        raise SandboxError("worker sent a non-object message", code=SandboxErrorCode.PROTOCOL)
-                    return msg, fds
-            fds += self._fill(deadline, want_fds)
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+"""How long past an execute's own timeout the host waits before declaring the worker dead
+(time spent in host tools does not count)."""
 
 
 class Sandbox(Protocol):
@@ -223,15 +156,19 @@ class Session:
                     msg, _ = chan.recv(deadline)
                     op = msg.get("op")
                     if op == "tool":
-                        chan.send(self._run_tool(msg))
+                        t_tool = time.monotonic()
+                        reply = self._run_tool(msg)
+                        deadline += time.monotonic() - t_tool  # a slow host tool is not a dead worker
+                        chan.send(reply)
                     elif op == "result" and msg.get("id") == xid:
                         return self._to_result(msg, time.perf_counter() - t0)
                     # anything else (a late reply of a killed executor) is dropped
-            except (EOFError, OSError) as e:
+            except (EOFError, OSError, ProtocolError) as e:
                 detail = _log_tail(self._sandbox)
                 self._die()
+                what = f"it broke the protocol: {e}" if isinstance(e, ProtocolError) else type(e).__name__
                 raise SandboxError(
-                    f"the sandbox worker died during execute ({type(e).__name__}); open a new session"
+                    f"the sandbox worker died during execute ({what}); open a new session"
                     + (f"\nworker log:\n{detail}" if detail else ""),
                     code=SandboxErrorCode.WORKER_DIED,
                     retryable=True,
@@ -243,6 +180,24 @@ class Session:
                     code=SandboxErrorCode.WORKER_DIED,
                     retryable=True,
                 ) from None
+
+    def alive(self, timeout: float = 5.0) -> bool:
+        """Whether the session answers a ping within `timeout` seconds (False ends it)."""
+        with self._lock:
+            chan = self._chan
+            if chan is None:
+                return False
+            self._next_id += 1
+            try:
+                chan.send({"op": "ping", "id": self._next_id})
+                deadline = time.monotonic() + timeout
+                while True:
+                    msg, _ = chan.recv(deadline)
+                    if msg.get("op") == "pong" and msg.get("id") == self._next_id:
+                        return True
+            except (EOFError, OSError, ProtocolError, TimeoutError):
+                self._die()
+                return False
 
     def fork(self) -> Session:
         """An independent copy of this session (globals and scratch files), in milliseconds."""
@@ -258,7 +213,7 @@ class Session:
             try:
                 chan.send({"op": "fork", "id": self._next_id, "n": n})
                 made = self._sandbox.accept_fork(chan, time.monotonic() + 30, n)
-            except (EOFError, OSError, TimeoutError) as e:
+            except (EOFError, OSError, TimeoutError, ProtocolError) as e:
                 self._die()
                 raise SandboxError(
                     f"fork failed: the sandbox worker died ({type(e).__name__})",
@@ -357,6 +312,7 @@ class Session:
             value=msg.get("value") if isinstance(msg.get("value"), str) else None,
             duration_s=host_seconds,
             truncated=bool(msg.get("truncated", False)),
+            rolled_back=bool(msg.get("rolled_back", False)),
         )
 
 

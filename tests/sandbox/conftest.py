@@ -1,3 +1,5 @@
+"""Fixtures of the sandbox suites (tests/sandbox and tests/sandbox/security): one per backend."""
+
 from __future__ import annotations
 
 import pytest

@@ -44,7 +44,7 @@ def test_error_traceback_is_trimmed_to_user_code(session):
     assert r.error.message == "'missing'"
     tb = r.error.traceback
     assert 'File "<code>", line 3' in tb and 'File "<code>", line 2' in tb and "return d['missing']" in tb
-    assert "_worker.py" not in tb and "tinyact" not in tb
+    assert "worker" not in tb and "tinyact" not in tb
 
 
 def test_syntax_error_is_a_result(session):

@@ -13,7 +13,8 @@ from tests.sandbox.backends import BACKENDS, open_backend
 
 LIMITS = Limits(memory_mb=256, cpu_s=2, timeout_s=3, processes=48, scratch_mb=64, file_size_mb=16, output_bytes=4096)
 
-# name -> (code, accepted error types or None for "no error", seconds allowed)
+# name -> (code, accepted error types or None for "no error", seconds allowed).
+# Files go to the working directory: the scratch folder under every isolation.
 ATTACKS = {
     "infinite loop": ("while True:\n    pass", {"TimeoutError", "CPUTimeLimitError", "KilledError"}, 6),
     "sleep forever": ("import time\ntime.sleep(10**9)", {"TimeoutError"}, 6),
@@ -30,12 +31,12 @@ ATTACKS = {
         8,
     ),
     "disk fill": (
-        "chunk = b'x' * 2**20\ni = 0\nwhile True:\n    with open(f'/scratch/fill{i}', 'wb') as f:\n"
+        "chunk = b'x' * 2**20\ni = 0\nwhile True:\n    with open(f'fill{i}', 'wb') as f:\n"
         "        for _ in range(8):\n            f.write(chunk)\n    i += 1",
-        {"OSError", "TimeoutError"},
+        {"OSError"},  # ENOSPC: the scratch file system is size-limited (a timeout would mean it is not)
         8,
     ),
-    "one huge file": ("f = open('/scratch/big', 'wb')\nwhile True:\n    f.write(b'x' * 2**20)", {"OSError"}, 8),
+    "one huge file": ("f = open('big', 'wb')\nwhile True:\n    f.write(b'x' * 2**20)", {"OSError"}, 8),
     "giant print": ("print('y' * 10**7)", {None}, 6),
     "endless print": ("while True:\n    print('z' * 1000)", {"TimeoutError", "CPUTimeLimitError", "KilledError"}, 6),
     "deep recursion": ("def f(n):\n    return f(n + 1)\nf(0)", {"RecursionError"}, 6),
@@ -107,3 +108,40 @@ def test_timeout_is_enforced_from_outside_even_with_signals_blocked(box):
         assert s.execute("v").value == "1"
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("isolation", ["bwrap", "unshare", "docker"])
+def test_scratch_size_is_enforced(isolation):
+    """Limits.scratch_mb holds under every isolation that promises it (not "none")."""
+    from tinyact.sandbox.process import probe_isolation
+
+    if isolation != "docker" and not probe_isolation()[isolation][0]:
+        pytest.skip(f"{isolation} does not work here")
+    backend = "docker" if isolation == "docker" else "process"
+    kw = {} if backend == "docker" else {"isolation": isolation}
+    limits = Limits(scratch_mb=8, file_size_mb=64, timeout_s=10)
+    with open_backend(backend, limits=limits, **kw) as s:
+        r = s.execute(
+            "import errno\nn = 0\ntry:\n    with open('fill', 'wb') as f:\n        while n < 64:\n            f.write(b'x' * 2**20)\n            f.flush()\n"
+            "            n += 1\nexcept OSError as e:\n    print('stopped', n, errno.errorcode[e.errno])"
+        )
+        assert r.ok, r.error
+        words = r.stdout.split()
+        assert words[0] == "stopped" and words[2] == "ENOSPC" and int(words[1]) <= 8, r.stdout
+
+
+def test_unshare_scratch_is_private_to_the_sandbox():
+    """Under unshare the scratch files live on a tmpfs of the sandbox's own mount namespace:
+    the host folder beneath it is private (0700) and stays empty."""
+    from tinyact.sandbox import open_session
+    from tinyact.sandbox.process import probe_isolation
+
+    if not probe_isolation()["unshare"][0]:
+        pytest.skip("unshare does not work here")
+    with open_session(isolation="unshare", limits=LIMITS) as s:
+        r = s.execute("open('secret.txt', 'w').write('mine')\nimport os\nos.path.realpath('.')")
+        assert r.ok, r.error
+        data = os.path.join(s._sandbox._tmp, "data")
+        assert os.stat(data).st_mode & 0o777 == 0o700
+        assert os.listdir(data) == []  # the host sees nothing of it
+        assert eval(r.value).startswith(data)

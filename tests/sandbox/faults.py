@@ -1,0 +1,116 @@
+"""The fault classes a code action can inflict on its sandbox, and the host-side tools
+that inflict the ones only the outside can (the OOM killer, an operator's kill).
+
+Shared by tests/sandbox/test_faults.py and bench/faults.py (the README's reliability table).
+Each fault is a code action for step 2 of a three-step run that sets ``x = 41``
+first and answers ``x + 1`` last.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+RAW_SEND = (
+    "import os, stat, struct\n"
+    "def _isock(fd):\n    try:\n        return stat.S_ISSOCK(os.fstat(fd).st_mode)\n"
+    "    except OSError:\n        return False\n"
+    "chan = [fd for fd in range(4, 256) if _isock(fd)][0]\n"
+    "os.write(chan, {payload})\nimport time\ntime.sleep(1)"
+)
+
+FAULTS: dict[str, str] = {
+    "kill of parent": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nimport time\ntime.sleep(0.3)",
+    "kill(-1)": "import os, signal\nos.kill(-1, signal.SIGKILL)",
+    "killpg of the sandbox": "import os, signal\nos.killpg(os.getpgid(os.getppid()), signal.SIGKILL)",
+    "OOM kill of the code": "import os\noom_kill(os.getpid())\nx = 0",
+    "OOM kill of the holder": "import os\noom_kill(os.getppid())\nimport time\ntime.sleep(0.3)",
+    "outside SIGKILL of the worker": "kill_sandbox()\nimport time\ntime.sleep(1)\nx = 0",
+    "channel garbage": RAW_SEND.format(payload="b'garbage' * 100"),
+    "deep JSON": RAW_SEND.format(
+        payload="(lambda d: struct.pack('>I', len(d)) + d)(b'{\"op\": \"result\", \"v\": ' + b'[' * 10**5 + b']' * 10**5 + b'}')"
+    ),
+    "slow tool": "slow_tool(2.5)\nx = 0",
+}
+"""fault name -> the code of the faulty action."""
+
+
+def _tree(root: int) -> list[int]:
+    found, changed = {root}, True
+    while changed:
+        changed = False
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) in found:
+                continue
+            try:
+                with open(f"/proc/{name}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid in found:
+                found.add(int(name))
+                changed = True
+    return sorted(found)
+
+
+def host_pid(launcher: int, ns_pid: int) -> int | None:
+    """The host pid of the sandbox process that sees itself as `ns_pid`."""
+    for pid in _tree(launcher):
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                line = next(x for x in fh if x.startswith("NSpid:"))
+        except (OSError, StopIteration):
+            continue
+        if int(line.split()[-1]) == ns_pid:
+            return pid
+    return None
+
+
+class Outside:
+    """Host-side tools that play the OOM killer and an operator, for sessions it opens."""
+
+    def __init__(self, open_session: Callable[..., Any]) -> None:
+        self._open = open_session
+        self.sessions: list[Any] = []
+
+    def opener(self, tools: dict) -> Any:
+        s = self._open(tools=tools)
+        self.sessions.append(s)
+        return s
+
+    def tools(self) -> list[Callable[..., Any]]:
+        def oom_kill(pid: int) -> bool:
+            """SIGKILL the sandbox process `pid` from outside, as the OOM killer would."""
+            target = host_pid(self.sessions[-1]._sandbox.proc.pid, pid)
+            if target is None:
+                return False
+            os.kill(target, signal.SIGKILL)
+            time.sleep(0.2)
+            return True
+
+        def kill_sandbox() -> bool:
+            """SIGKILL the whole sandbox (its launcher) from outside."""
+            os.kill(self.sessions[-1]._sandbox.proc.pid, signal.SIGKILL)
+            time.sleep(0.2)
+            return True
+
+        def slow_tool(seconds: float) -> float:
+            """A host tool slower than the execute's timeout and the host's grace together."""
+            time.sleep(seconds)
+            return seconds
+
+        return [oom_kill, kill_sandbox, slow_tool]
+
+
+def act(code: str) -> str:
+    return f"Thought: go\nCode:\n```py\n{code}\n```"
+
+
+def script(fault: str, k: int) -> list:
+    """x = 41; the fault (at k > 1: as candidate 0, with k - 1 benign candidates); final_answer(x + 1)."""
+    faulty = act(FAULTS[fault])
+    middle = faulty if k == 1 else [faulty] + [act("print('benign')")] * (k - 1)
+    return [act("x = 41"), middle, act("final_answer(x + 1)")]
