@@ -17,7 +17,7 @@ def run(
     max_steps: Annotated[int, typer.Option(min=1)] = 5,
     samples: Annotated[int, typer.Option(help="k candidate actions per step (self-consistency).", min=1)] = 1,
     temperature: Annotated[Optional[float], typer.Option(min=0.0)] = None,
-    prompt: Annotated[str, typer.Option(help="full | short")] = "full",
+    prompt: Annotated[str, typer.Option(help="full | short, or a pinned version id (full-v1)")] = "full",
     index: IndexOption = None,
     show_steps: Annotated[bool, typer.Option(help="Show each step as it happens.")] = True,
     save: Annotated[Optional[str], typer.Option(help="Append the trajectory to this JSONL file.")] = None,

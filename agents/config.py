@@ -31,7 +31,8 @@ class AgentConfig:
     token_budget: int | None = None
     """Prompt + completion tokens for the whole run; None is unlimited."""
     prompt: str = "full"
-    """System prompt: "full" (worked examples) or "short" (distilled students)."""
+    """System prompt: "full" (worked examples) or "short" (distilled students), or a
+    pinned version id such as "full-v1"."""
     approve_code: bool = False
     """Interrupt before each code action for a human to approve, edit or reject."""
     parallel: int = 8

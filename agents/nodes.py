@@ -20,6 +20,7 @@ from langgraph.types import interrupt
 
 from tinyact.agents.config import AgentConfig
 from tinyact.agents.consistency import select_candidates
+from tinyact.agents.loops import earlier_codes, repeat_note, select_preferring_new
 from tinyact.agents.observation import format_observation, format_parse_error, observation_message
 from tinyact.agents.parsing import parse_action
 from tinyact.agents.prompts import FINAL_ANSWER_PROMPT
@@ -139,8 +140,9 @@ def select(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         return new, ctx.sessions.replayed[run_id], ctx.sessions.extra_kept[run_id]
 
     try:
-        outcome = select_candidates(
-            session, completions, timeout=ctx.config.exec_timeout, parallel=ctx.config.parallel, rebuild=rebuild
+        outcome = select_preferring_new(
+            select_candidates, session, completions, earlier_codes(state.get("steps")),
+            timeout=ctx.config.exec_timeout, parallel=ctx.config.parallel, rebuild=rebuild,
         )
     except SandboxError:
         if not ctx.cancelled:
@@ -190,6 +192,9 @@ def observe(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         observation = format_observation(result)
         if result.error is not None:
             error = f"{result.error.type}: {result.error.message}"
+        note = repeat_note(action.code, earlier_codes(state.get("steps")))  # loops.py: small models loop
+        if note is not None:
+            observation = f"{observation}\n{note}"
     step_usage = Usage(
         prompt_tokens=chosen.prompt_tokens,
         completion_tokens=sum(c.completion_tokens for c in completions),

@@ -7,7 +7,7 @@ import re
 import threading
 from typing import Any
 
-__all__ = ["extract_math_answer", "last_boxed", "math_equal", "normalize_math"]
+__all__ = ["REL_TOL", "extract_math_answer", "last_boxed", "math_equal", "normalize_math"]
 
 _NUM = r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _NUM_RE = re.compile(rf"(?<![\w.]){_NUM}(?:\s*/\s*\d+)?")
@@ -165,18 +165,16 @@ def _to_float(s: str) -> float | None:
     return -value if m.group(1) else value
 
 
-def _numeric_equal(pred: float, gold: float, rel_tol: float, raw_pred: str) -> bool:
+REL_TOL = 1e-4
+"""Relative tolerance of numeric comparison: the Qwen2.5-Math ``math_equal`` grader's
+(``isclose(reference, prediction, rel_tol=1e-4)``), which the paper evaluated with.
+So ``0.3333`` equals ``\\frac{1}{3}`` but ``0.333`` (relative error 1e-3) does not."""
+
+
+def _numeric_equal(pred: float, gold: float, rel_tol: float) -> bool:
     if pred.is_integer() and gold.is_integer():
-        return pred == gold  # integers are exact, however large
-    if math.isclose(pred, gold, rel_tol=rel_tol, abs_tol=1e-12):
-        return True
-    # a prediction rounded to its own precision (0.0000447 for 4.46752e-05),
-    # with at least two significant digits ("0.00" does not match 4.4e-05)
-    dec = re.fullmatch(r"-?\d+\.(\d+)", raw_pred)
-    if not dec:
-        return False
-    places = len(dec.group(1))
-    return abs(pred) >= 10 ** (1 - places) and round(gold, places) == pred
+        return pred == gold  # integers are exact, however large (stricter than Qwen's grader)
+    return math.isclose(pred, gold, rel_tol=rel_tol, abs_tol=1e-12)
 
 
 def math_equal(
@@ -185,16 +183,17 @@ def math_equal(
     """Whether two math answers are equivalent, and the method that decided it.
 
     Tries, in order: normalized string equality (``string``); numbers
-    (``numeric``: integers exactly; otherwise a relative tolerance of 1e-6
-    when ``numeric`` else 1e-9, or the gold rounded to the prediction's
-    decimals, e.g. 5031.98 for 5031.9785714); ``math-verify`` when installed
-    (``math_verify``); a sympy fallback handling fractions, roots, pi,
-    tuples and intervals (``sympy``).
+    (``numeric``: two integers exactly, otherwise within a relative tolerance
+    of 1e-4, the Qwen2.5-Math grader's, see ``REL_TOL``; a rounded prediction
+    gets no extra credit); ``math-verify`` when installed (``math_verify``); a
+    sympy fallback handling fractions, roots, pi, tuples and intervals, whose
+    numeric values also compare within ``REL_TOL`` (``sympy``).
 
     Args:
         prediction: The extracted predicted answer.
         gold: The gold answer (LaTeX string or number).
-        numeric: Use the loose numeric tolerance (GSM-Hard floats).
+        numeric: Kept for callers that grade numbers (GSM-Hard); the tolerance
+            is the same 1e-4 either way, as in the paper's grader.
         rel_tol: Overrides the relative tolerance.
 
     Returns:
@@ -202,7 +201,7 @@ def math_equal(
     """
     if prediction is None:
         return False, "none"
-    tol = rel_tol if rel_tol is not None else (1e-6 if numeric else 1e-9)
+    tol = rel_tol if rel_tol is not None else REL_TOL
     p, g = normalize_math(prediction), normalize_math(gold)
     if not p:
         return False, "none"
@@ -210,10 +209,10 @@ def math_equal(
         return True, "string"
     pf, gf = _to_float(p), _to_float(g)
     if pf is not None and gf is not None:
-        return _numeric_equal(pf, gf, tol, p), "numeric"
+        return _numeric_equal(pf, gf, tol), "numeric"
     if _math_verify_equal(p, g):
         return True, "math_verify"
-    if _sympy_equal(p, g):
+    if _sympy_equal(p, g, tol):
         return True, "sympy"
     return False, "none"
 
@@ -294,7 +293,7 @@ def _sympify(s: str) -> Any:
     return parse_expr(_latex_to_expr(s), transformations=transformations, evaluate=True)
 
 
-def _scalar_equal(a: str, b: str) -> bool:
+def _scalar_equal(a: str, b: str, rel_tol: float = REL_TOL) -> bool:
     if len(a) > 200 or len(b) > 200:  # simplify() can take very long on big input
         return False
     try:
@@ -306,17 +305,17 @@ def _scalar_equal(a: str, b: str) -> bool:
         diff = sympy.simplify(x - y)
         if diff == 0:
             return True
-        if diff.is_number:
-            return abs(complex(diff.evalf())) < 1e-9 * max(1.0, abs(complex(y.evalf())))
+        if diff.is_number:  # Qwen2.5-Math: numeric_equal(float(N(a)), float(N(b)))
+            return abs(complex(diff.evalf())) <= rel_tol * max(abs(complex(x.evalf())), abs(complex(y.evalf())))
     except Exception:  # unparsable LaTeX is "not shown equal", not an error
         return False
     return False
 
 
-def _sympy_equal(pred: str, gold: str) -> bool:
+def _sympy_equal(pred: str, gold: str, rel_tol: float = REL_TOL) -> bool:
     if "\\cup" in pred or "\\cup" in gold:
         ps, gs = pred.split("\\cup"), gold.split("\\cup")
-        return len(ps) == len(gs) and all(_sympy_equal(a, b) for a, b in zip(ps, gs, strict=True))
+        return len(ps) == len(gs) and all(_sympy_equal(a, b, rel_tol) for a, b in zip(ps, gs, strict=True))
     sp, sg = _structure(pred), _structure(gold)
     if sp is not None or sg is not None:
         if sp is None or sg is None or len(sp[2]) != len(sg[2]):
@@ -324,5 +323,5 @@ def _sympy_equal(pred: str, gold: str) -> bool:
         is_interval = len(sg[2]) == 2 and (sg[0] != "(" or sg[1] != ")" or "oo" in _latex_to_expr(gold))
         if is_interval and (sp[0], sp[1]) != (sg[0], sg[1]):
             return False  # (1, 2] is not [1, 2]
-        return all(_scalar_equal(a, b) for a, b in zip(sp[2], sg[2], strict=True))
-    return _scalar_equal(pred, gold)
+        return all(_scalar_equal(a, b, rel_tol) for a, b in zip(sp[2], sg[2], strict=True))
+    return _scalar_equal(pred, gold, rel_tol)

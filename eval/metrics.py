@@ -187,7 +187,8 @@ def check_math(prediction: str | None, gold: Any, *, numeric: bool = False) -> S
         prediction: A final answer or a whole response (``\\boxed{}``,
             ``<answer>`` tags and plain trailing numbers are recognized).
         gold: The gold answer (LaTeX string, or a number for GSM-Hard).
-        numeric: Compare as numbers with a relative tolerance first (GSM-Hard).
+        numeric: The gold is a number (GSM-Hard); numbers compare within a relative
+            1e-4 either way (the Qwen2.5-Math grader's tolerance, ``math_equiv.REL_TOL``).
 
     Returns:
         A Score whose ``metric`` names the method that matched.

@@ -29,7 +29,7 @@ def test_final_answer_ends_the_run_and_every_step_is_recorded():
     assert [s.index for s in result.steps] == [0, 1]
     assert "83810205" in result.steps[0].observation
     assert result.steps[1].result.called_final_answer
-    assert result.trajectory.prompt_version == "full-v1"
+    assert result.trajectory.prompt_version == "full-v2"
     assert result.trajectory.usage.total_tokens > 0
     engine.assert_consumed()
     assert engine.calls[0]["stop"] == ["<end_code>", "Observation:", "Calling tools:"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -210,15 +211,32 @@ def test_gsm_hard_floats_with_tolerance(load):
     assert len(floats) == 109 and 4.46752e-05 in floats and 561161.7000000001 in floats
     for gold in floats:
         assert check_math(f"\\boxed{{{gold:.10g}}}", gold, numeric=True).correct, gold
-        assert check_math(f"\\boxed{{{round(gold, 2)}}}", gold, numeric=True).correct or abs(gold) < 0.1
+        rounded = round(gold, 2)  # credit only within the paper's tolerance, not for rounding as such
+        assert check_math(f"\\boxed{{{rounded}}}", gold, numeric=True).correct == math.isclose(rounded, gold, rel_tol=1e-4)
         assert not check_math(f"\\boxed{{{gold * 1.01}}}", gold, numeric=True).correct, gold
-    assert check_math("\\boxed{0.0000447}", 4.46752e-05, numeric=True).metric == "numeric"
+    assert not check_math("\\boxed{0.0000447}", 4.46752e-05, numeric=True).correct  # relative error 5e-4
+    assert check_math("\\boxed{0.000044675}", 4.46752e-05, numeric=True).metric == "numeric"
     assert not check_math("\\boxed{0.00}", 4.46752e-05, numeric=True).correct
     assert check_math("\\boxed{5031.98}", 5031.9785714286, numeric=True).correct
     ints = [q.answer for q in gsm.questions if q.answer == int(q.answer)]
     for gold in ints[:100]:
         assert check_math(f"so the answer is {int(gold):,}", gold, numeric=True).correct, gold
         assert not check_math(f"\\boxed{{{int(gold) + 1}}}", gold, numeric=True).correct, gold
+
+
+def test_numeric_tolerance_is_qwen_math_equal_rel_1e4(monkeypatch):
+    """The paper graded with Qwen2.5-Math's math_equal: isclose(rel_tol=1e-4), no credit for rounding."""
+    assert math_equiv.REL_TOL == 1e-4
+    assert not check_math("\\boxed{0.333}", "\\frac{1}{3}").correct  # relative error 1e-3
+    assert not math_equal("0.33", "\\frac{1}{3}")[0]
+    assert math_equal("0.3333", "\\frac{1}{3}") == (True, "numeric")  # relative error 1e-4
+    assert math_equal("0.33333", "1/3") == (True, "numeric")
+    assert not math_equal("3.14", "3.14159")[0] and math_equal("3.1416", "3.14159")[0]
+    assert math_equal("100", "100.0") == (True, "numeric") and not math_equal("100001", "100000")[0]
+    monkeypatch.setattr(math_equiv, "_math_verify_equal", lambda p, g: False)  # the sympy path too
+    assert math_equal("0.70711", "\\frac{\\sqrt{2}}{2}") == (True, "sympy")
+    assert not math_equal("0.707", "\\frac{\\sqrt{2}}{2}")[0]
+    assert not math_equal("3.14", "\\pi")[0] and math_equal("3.14159", "\\pi")[0]
 
 
 def test_aime_and_olymmath_integer_answers(load):
