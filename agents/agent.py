@@ -48,7 +48,8 @@ class Agent:
         model: catalog name, model folder, hub id, or an ``Engine`` instance.
         tools: plain typed functions with docstrings, or ``Tool`` objects.
         sandbox: "auto" | "process" | "docker", or a callable ``(tools=...) -> Session``.
-        engine: "transformers" | "vllm" | "openai" when ``model`` is a name.
+        engine: "auto" | "transformers" | "vllm" | "llamacpp" | "openai" when ``model`` is a name
+            (auto: llama.cpp on a CPU host where it is installed, else transformers).
         checkpointer: None (in memory), a path to a SQLite file (durable runs
             that resume after a crash), or any LangGraph checkpointer.
         **config: ``AgentConfig`` fields (max_steps, samples, temperature, ...).
@@ -65,7 +66,7 @@ class Agent:
         tools: Sequence[Tool | Callable[..., Any]] = (),
         sandbox: str | Callable[..., Any] = "auto",
         *,
-        engine: str = "transformers",
+        engine: str = "auto",
         engine_kwargs: dict[str, Any] | None = None,
         checkpointer: Any = None,
         limits: Any = None,

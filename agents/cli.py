@@ -7,13 +7,14 @@ from typing import Annotated, Optional
 import typer
 
 from tinyact.console import console, err, fail
+from tinyact.models.engines import ENGINE_HELP
 from tinyact.tools.retrieval.cli import IndexOption, search_tools
 
 
 def run(
     task: Annotated[str, typer.Argument(help="What the agent should do.")],
     model: Annotated[Optional[str], typer.Option(help="Catalog name or model folder.")] = None,
-    engine: Annotated[str, typer.Option(help="transformers | vllm | openai")] = "transformers",
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "auto",
     max_steps: Annotated[int, typer.Option(min=1)] = 5,
     samples: Annotated[int, typer.Option(help="k candidate actions per step (self-consistency).", min=1)] = 1,
     temperature: Annotated[Optional[float], typer.Option(min=0.0)] = None,

@@ -138,7 +138,8 @@ class DistillConfig:
     workdir: str = "distill-run"
     teacher: str = "qwen2.5-coder-0.5b"
     """Catalog name, model folder or hub id of the teacher."""
-    teacher_engine: Literal["transformers", "vllm", "openai"] = "transformers"
+    teacher_engine: Literal["auto", "transformers", "vllm", "llamacpp", "openai"] = "auto"
+    """auto: llama.cpp on a CPU host where it is installed (the catalog's GGUF), else transformers."""
     teacher_engine_kwargs: dict[str, Any] = field(default_factory=dict)
     student: str = "smollm2-135m"
     tasks: list[TaskSource] = field(default_factory=lambda: [TaskSource()])
@@ -175,8 +176,10 @@ class DistillConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.temperature < 0:
             raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
-        if self.teacher_engine not in ("transformers", "vllm", "openai"):
-            raise ConfigError(f"teacher_engine must be transformers, vllm or openai, got {self.teacher_engine!r}")
+        if self.teacher_engine not in ("auto", "transformers", "vllm", "llamacpp", "openai"):
+            raise ConfigError(
+                f"teacher_engine must be auto, transformers, vllm, llamacpp or openai, got {self.teacher_engine!r}"
+            )
 
     # files of the run, one per stage
     @property

@@ -8,6 +8,7 @@ from typing import Annotated, Any, NoReturn, Optional
 import typer
 
 from tinyact.console import fail
+from tinyact.models.engines import ENGINE_HELP
 from tinyact.errors import ConfigError, TinyactError
 
 app = typer.Typer(
@@ -60,7 +61,7 @@ def run(
     split: Annotated[Optional[str], typer.Option(help="Split (default: the benchmark's test split).")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N questions.")] = None,
     model: Annotated[str, typer.Option(help="Model name, folder or hub id.")] = "qwen2.5-coder-0.5b",
-    engine: Annotated[str, typer.Option(help="Engine: transformers, vllm or openai.")] = "transformers",
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "auto",
     dtype: Annotated[
         Optional[str], typer.Option(help="Weights dtype for transformers/vllm, e.g. bfloat16 (default: float32 on CPU).")
     ] = None,
@@ -96,6 +97,10 @@ def run(
             raise ConfigError(f"--method must be cot or agent, got {method!r}")
         bench = load_benchmark(benchmark, split, data_dir=data_dir)
         engine_kwargs = {"dtype": dtype} if dtype else {}
+        if engine == "auto":  # recorded resolved, so that a resumed run keeps its engine
+            from tinyact.models.engines import pick_engine
+
+            engine = pick_engine(model, **engine_kwargs)
         temp = temperature if temperature is not None else (0.0 if samples == 1 else 0.7)
         sampling = SamplingParams(
             temperature=temp, top_p=1.0 if temp == 0 else 0.95, max_tokens=max_tokens, seed=seed

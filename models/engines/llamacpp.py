@@ -1,0 +1,455 @@
+"""LlamaCppEngine: GGUF models on llama.cpp (llama-cpp-python's low-level API), the CPU engine for small models."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import secrets
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+from tinyact.models.engines.base import Conversation, apply_stop, normalize_call
+from tinyact.schema import Completion, SamplingParams
+
+__all__ = ["LlamaCppEngine"]
+
+_INIT_LOCK = threading.Lock()
+_BACKEND_READY = False
+
+
+def _llama() -> Any:
+    """Import llama_cpp (quietly) and initialise its backend once per process."""
+    global _BACKEND_READY
+    try:
+        import llama_cpp
+        from llama_cpp import _logger
+    except ImportError as e:
+        raise ImportError(f"LlamaCppEngine needs: pip install 'tinyact[llamacpp]' ({e})") from None
+    with _INIT_LOCK:
+        if not _BACKEND_READY:
+            if not os.environ.get("TINYACT_LLAMACPP_VERBOSE"):
+                _logger.set_verbose(False)  # llama.cpp's load log only on errors
+            llama_cpp.llama_backend_init()
+            _BACKEND_READY = True
+    return llama_cpp
+
+
+def default_threads() -> int:
+    """``$TINYACT_LLAMACPP_THREADS``, else every core this process may run on."""
+    env = os.environ.get("TINYACT_LLAMACPP_THREADS")
+    if env:
+        return max(1, int(env))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@dataclass
+class _Slot:
+    """A KV-cache sequence that keeps a prompt (and its first sample) for later calls."""
+
+    seq: int
+    tokens: list[int] = field(default_factory=list)
+    used: int = 0
+
+
+@dataclass
+class _Seq:
+    """One sample being decoded."""
+
+    seq: int
+    sampler: Any
+    pos: int
+    tokens: list[int] = field(default_factory=list)
+    text: bytes = b""
+    fed: int = 0
+    reason: str | None = None
+    stop: str | None = None
+
+
+class LlamaCppEngine:
+    """Generation on llama.cpp from a GGUF file, as shipped (Q4 weights, no conversion).
+
+    - **Prompt caching.** The KV cache keeps ``cache_slots`` prompts (with the
+      first sample of each). A call reuses the longest cached token prefix of
+      its prompt and evaluates only the rest: an agent's next step (the same
+      conversation, grown) and its next task (the same system prompt) skip
+      most of the prefill. Slots are evicted least recently used; all of them
+      share one unified KV cache of ``n_ctx`` cells, so shared prefixes are
+      stored once.
+    - **n samples in one batch.** The prompt is evaluated once, its KV cells are
+      shared with ``n`` sequences (``llama_memory_seq_cp``), and the ``n``
+      sequences are decoded together, one batch per token, each with its own
+      sampler (seeded ``seed + i`` when a seed is given). Several conversations
+      in one call are decoded in the same batches, up to ``max_sequences``.
+    - **Thread-safe.** One model, one context: concurrent calls are serialized.
+
+    ``temperature == 0`` is greedy (``n`` greedy samples are one sample repeated).
+
+    Args:
+        model: a catalog name (its verified GGUF), a ``.gguf`` file, or a folder with one.
+        n_ctx: KV-cache cells shared by every sequence (prompt + completion of
+            the longest call must fit); default min(model's training context, 16384).
+        n_threads: CPU threads; default ``$TINYACT_LLAMACPP_THREADS`` or every core.
+        n_batch: prompt tokens evaluated per ``llama_decode``.
+        cache_slots: prompts kept in the KV cache.
+        max_sequences: sequences decoded together (samples over all conversations).
+    """
+
+    name = "llamacpp"
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str],
+        *,
+        n_ctx: int | None = None,
+        n_threads: int | None = None,
+        n_batch: int = 512,
+        cache_slots: int = 4,
+        max_sequences: int = 16,
+    ) -> None:
+        from tinyact.errors import ConfigError, ModelError
+        from tinyact.models.catalog import resolve_gguf
+
+        if cache_slots < 1 or max_sequences < 1 or n_batch < 1:
+            raise ConfigError("cache_slots, max_sequences and n_batch must be >= 1")
+        self.path = resolve_gguf(model)
+        self.model_name = os.fspath(model)
+        llama = self._lib = _llama()
+        self.n_threads = n_threads or default_threads()
+        mparams = llama.llama_model_default_params()
+        self._model = llama.llama_model_load_from_file(str(self.path).encode(), mparams)
+        if not self._model:
+            raise ModelError(f"llama.cpp could not load {self.path} (not a GGUF model it supports, or a damaged file)")
+        self._ctx = None
+        self._batch = None
+        try:
+            self._vocab = llama.llama_model_get_vocab(self._model)
+            train_ctx = llama.llama_model_n_ctx_train(self._model)
+            cparams = llama.llama_context_default_params()
+            cparams.n_ctx = n_ctx or min(train_ctx, 16384)
+            cparams.n_batch = cparams.n_ubatch = n_batch
+            cparams.n_seq_max = cache_slots + max_sequences
+            cparams.kv_unified = True  # one cell pool: copied prefixes share cells
+            cparams.n_threads = cparams.n_threads_batch = self.n_threads
+            cparams.no_perf = True
+            self._ctx = llama.llama_init_from_model(self._model, cparams)
+            if not self._ctx:
+                raise ModelError(f"llama.cpp could not create a context of {cparams.n_ctx} tokens for {self.path}")
+            self._mem = llama.llama_get_memory(self._ctx)
+            self.n_ctx = llama.llama_n_ctx(self._ctx)
+            self.n_batch = n_batch
+            self._batch = llama.llama_batch_init(max(n_batch, max_sequences), 0, 1)
+            self.template = self._chat_template()
+        except BaseException:
+            self.close()
+            raise
+        self.max_sequences = max_sequences
+        self._slots = [_Slot(seq=i) for i in range(cache_slots)]
+        self._work = list(range(cache_slots, cache_slots + max_sequences))
+        self._clock = 0
+        self.stats = {"prompt_tokens": 0, "cached_tokens": 0, "generated_tokens": 0}
+        """Counters since load: prompt tokens asked for, those served from the cache, tokens generated."""
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ public
+
+    def generate(
+        self,
+        conversations: Sequence[Conversation],
+        *,
+        n: int = 1,
+        sampling: SamplingParams | None = None,
+        stop: Sequence[str] = (),
+        prefix: str | Sequence[str | None] | None = None,
+    ) -> list[list[Completion]]:
+        from tinyact.errors import EngineError
+
+        convs, sampling, prefixes = normalize_call(conversations, n, sampling, prefix)
+        if not convs:
+            return []
+        if self._ctx is None:
+            raise EngineError("this LlamaCppEngine is closed")
+        samples = 1 if sampling.greedy else n
+        prompts = [self.tokenize(self.template.render(c, p)) for c, p in zip(convs, prefixes)]
+        for i, toks in enumerate(prompts):
+            if len(toks) >= self.n_ctx:
+                raise EngineError(
+                    f"conversation {i}: the prompt has {len(toks)} tokens, more than this engine's context of "
+                    f"{self.n_ctx} (LlamaCppEngine(n_ctx=...); the model was trained on "
+                    f"{self._lib.llama_model_n_ctx_train(self._model)})"
+                )
+        # Units of work: (conversation, first sample index, samples), at most max_sequences samples each.
+        units = [(i, j, min(samples - j, self.max_sequences)) for i in range(len(convs))
+                 for j in range(0, samples, self.max_sequences)]  # fmt: skip
+        results: list[list[Completion]] = [[] for _ in convs]
+        stops = [s for s in stop if s]
+        with self._lock:
+            while units:
+                group, width = [], 0
+                while units and len(group) < len(self._slots) and width + units[0][2] <= self.max_sequences:
+                    group.append(units.pop(0))
+                    width += group[-1][2]
+                done = self._run_group([(prompts[i], j, m) for i, j, m in group], sampling, stops)
+                for (i, _, _), row in zip(group, done):
+                    results[i].extend(self._completion(s, prefixes[i], len(prompts[i]), stops) for s in row)
+        return [row if samples == n else row * n for row in results]
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` (special tokens parsed; BOS added only where the model wants it and the text lacks it)."""
+        llama = self._lib
+        data = text.encode()
+        add_bos = bool(llama.llama_vocab_get_add_bos(self._vocab)) and not (
+            self.template.bos_token and text.startswith(self.template.bos_token)
+        )
+        size = len(data) + 8
+        buf = (llama.llama_token * size)()
+        count = llama.llama_tokenize(self._vocab, data, len(data), buf, size, add_bos, True)
+        if count < 0:
+            size = -count
+            buf = (llama.llama_token * size)()
+            count = llama.llama_tokenize(self._vocab, data, len(data), buf, size, add_bos, True)
+        return list(buf[:count])
+
+    def memory(self) -> dict[str, int]:
+        """Bytes: the model's weights, the KV cache as allocated, and this process's resident set."""
+        llama = self._lib
+        layers = llama.llama_model_n_layer(self._model)
+        head_dim = llama.llama_model_n_embd(self._model) // max(1, llama.llama_model_n_head(self._model))
+        kv = self.n_ctx * layers * 2 * llama.llama_model_n_head_kv(self._model) * head_dim * 2  # K and V, f16
+        return {"model_bytes": int(llama.llama_model_size(self._model)), "kv_cache_bytes": kv, "rss_bytes": _rss()}
+
+    def clear_cache(self) -> None:
+        """Forget every cached prompt (the next call prefills from scratch)."""
+        with self._lock:
+            self._lib.llama_memory_clear(self._mem, True)
+            for slot in self._slots:
+                slot.tokens = []
+
+    def close(self) -> None:
+        """Free the context and the model (also done at garbage collection)."""
+        llama = getattr(self, "_lib", None)
+        if llama is None:
+            return
+        if self._batch is not None:
+            llama.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            llama.llama_free(self._ctx)
+        self._ctx = None
+        if self._model:
+            llama.llama_model_free(self._model)
+        self._model = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ generation
+
+    def _run_group(self, units: list[tuple[list[int], int, int]], sampling: SamplingParams,
+                   stops: list[str]) -> list[list[_Seq]]:  # fmt: skip
+        """Prefill each unit's prompt (cache first), then decode all their samples together."""
+        llama = self._lib
+        pinned: list[_Slot] = []
+        rows: list[list[_Seq]] = []
+        free = list(self._work)
+        try:
+            for prompt, first, m in units:
+                slot, idx = self._prefill(prompt, pinned)
+                pinned.append(slot)
+                row = []
+                for j in range(m):
+                    seq = slot.seq if j == 0 else free.pop()
+                    if j:
+                        llama.llama_memory_seq_rm(self._mem, seq, -1, -1)
+                        llama.llama_memory_seq_cp(self._mem, slot.seq, seq, -1, -1)
+                    s = _Seq(seq=seq, sampler=self._sampler(sampling, first + j), pos=len(prompt))
+                    self._accept(s, llama.llama_sampler_sample(s.sampler, self._ctx, idx), sampling, stops)
+                    row.append(s)
+                rows.append(row)
+            active = [s for row in rows for s in row if s.reason is None]
+            while active:
+                for i, s in enumerate(active):
+                    self._put(i, s.tokens[-1], s.pos, s.seq, True)
+                self._batch.n_tokens = len(active)
+                if not self._decode(pinned):
+                    for s in active:
+                        s.reason = "length"  # the KV cache is full
+                    break
+                for i, s in enumerate(active):
+                    s.fed += 1
+                    s.pos += 1
+                    self._accept(s, llama.llama_sampler_sample(s.sampler, self._ctx, i), sampling, stops)
+                active = [s for s in active if s.reason is None]
+        finally:
+            for row in rows:
+                for s in row:
+                    llama.llama_sampler_free(s.sampler)
+            for seq in self._work:
+                llama.llama_memory_seq_rm(self._mem, seq, -1, -1)
+        for slot, (prompt, _, _), row in zip(pinned, units, rows):
+            slot.tokens = prompt + row[0].tokens[: row[0].fed]  # what sample 0 left in the slot's cells
+        self.stats["generated_tokens"] += sum(len(s.tokens) for row in rows for s in row)
+        return rows
+
+    def _prefill(self, prompt: list[int], pinned: list[_Slot]) -> tuple[_Slot, int]:
+        """Put ``prompt`` into a slot, reusing the longest cached prefix; return (slot, batch index of its logits)."""
+        from tinyact.errors import EngineError
+
+        llama = self._lib
+        limit = len(prompt) - 1  # the last token is always evaluated: its logits start the samples
+
+        def common(slot: _Slot) -> int:
+            k, toks = 0, slot.tokens
+            top = min(limit, len(toks))
+            while k < top and toks[k] == prompt[k]:
+                k += 1
+            return k
+
+        best = max(self._slots, key=lambda s: (common(s), s not in pinned, s.used))
+        keep = common(best)
+        unpinned = [s for s in self._slots if s not in pinned]
+        if best in unpinned and keep == len(best.tokens):
+            target = best  # the cached text is a prefix of the prompt: extend it in place
+        else:
+            others = [s for s in unpinned if s is not best] or unpinned
+            target = min(others, key=lambda s: (len(s.tokens) > 0, s.used))
+            if target is not best:
+                llama.llama_memory_seq_rm(self._mem, target.seq, -1, -1)
+                if keep:
+                    llama.llama_memory_seq_cp(self._mem, best.seq, target.seq, 0, keep)
+        llama.llama_memory_seq_rm(self._mem, target.seq, keep, -1)
+        target.tokens = prompt[:keep]
+        self._clock += 1
+        target.used = self._clock
+        self.stats["prompt_tokens"] += len(prompt)
+        self.stats["cached_tokens"] += keep
+        pos = keep
+        while pos < len(prompt):
+            chunk = prompt[pos : pos + self.n_batch]
+            for i, tok in enumerate(chunk):
+                self._put(i, tok, pos + i, target.seq, pos + i == len(prompt) - 1)
+            self._batch.n_tokens = len(chunk)
+            if not self._decode([*pinned, target]):
+                target.tokens = []
+                llama.llama_memory_seq_rm(self._mem, target.seq, -1, -1)
+                raise EngineError(f"the KV cache ({self.n_ctx} cells) is full; give LlamaCppEngine a larger n_ctx")
+            pos += len(chunk)
+            target.tokens = prompt[:pos]
+        return target, len(chunk) - 1
+
+    def _decode(self, keep: list[_Slot]) -> bool:
+        """``llama_decode`` the batch; when the cache is full, evict unpinned slots and retry. False: still full."""
+        from tinyact.errors import EngineError
+
+        llama = self._lib
+        while True:
+            code = llama.llama_decode(self._ctx, self._batch)
+            if code == 0:
+                return True
+            if code != 1:
+                raise EngineError(f"llama_decode failed with code {code}")
+            victims = [s for s in self._slots if s not in keep and s.tokens]
+            if not victims:
+                return False
+            victim = min(victims, key=lambda s: s.used)
+            llama.llama_memory_seq_rm(self._mem, victim.seq, -1, -1)
+            victim.tokens = []
+
+    def _put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
+        b = self._batch
+        b.token[i] = token
+        b.pos[i] = pos
+        b.n_seq_id[i] = 1
+        b.seq_id[i][0] = seq
+        b.logits[i] = logits
+
+    def _sampler(self, sampling: SamplingParams, index: int) -> Any:
+        llama = self._lib
+        chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
+        if sampling.greedy:
+            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_greedy())
+            return chain
+        if sampling.top_p < 1.0:
+            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_p(sampling.top_p, 1))
+        llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_temp(sampling.temperature))
+        seed = (sampling.seed + index) if sampling.seed is not None else secrets.randbits(31)
+        llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_dist(seed % 0xFFFFFFFF))
+        return chain
+
+    def _accept(self, s: _Seq, token: int, sampling: SamplingParams, stops: list[str]) -> None:
+        """Record a sampled token; set ``reason`` when the sample is finished."""
+        s.tokens.append(token)
+        if self._lib.llama_vocab_is_eog(self._vocab, token):
+            s.reason = "eos"
+            return
+        piece = self._piece(token)
+        s.text += piece
+        if stops:
+            window = s.text[-(len(piece) + 4 * max(map(len, stops)) + 8) :].decode(errors="ignore")
+            if any(x in window for x in stops):
+                s.reason = "stop"
+                return
+        if len(s.tokens) >= sampling.max_tokens or s.pos >= self.n_ctx:
+            s.reason = "length"
+
+    def _piece(self, token: int) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = self._lib.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._lib.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
+        return buf.raw[:n]
+
+    def _completion(self, s: _Seq, prefix: str | None, prompt_tokens: int, stops: list[str]) -> Completion:
+        text, matched = apply_stop(s.text.decode(errors="replace"), stops)
+        reason = "stop" if matched else (s.reason if s.reason != "stop" else "length")
+        return Completion(text=(prefix or "") + text, finish_reason=reason, stop=matched,
+                          prompt_tokens=prompt_tokens, completion_tokens=len(s.tokens))  # fmt: skip
+
+    # ------------------------------------------------------------------ model metadata
+
+    def _meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = self._lib.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            self._lib.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
+        return buf.value.decode(errors="replace")
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return (self._lib.llama_vocab_get_text(self._vocab, token) or b"").decode(errors="replace")
+
+    def _chat_template(self) -> Any:
+        from tinyact.models.engines.chat_template import CHATML, ChatTemplate
+
+        source = self._meta("tokenizer.chat_template") or CHATML
+        return ChatTemplate(
+            source,
+            bos_token=self._token_text(self._lib.llama_vocab_bos(self._vocab)),
+            eos_token=self._token_text(self._lib.llama_vocab_eos(self._vocab)),
+        )
+
+
+def _rss() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
