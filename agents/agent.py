@@ -98,15 +98,23 @@ class Agent:
         prefix: str | None = None,
         thread_id: str | None = None,
         approve: Approver | None = None,
+        history: Sequence[dict] | None = None,
+        setup: Sequence[str] = (),
     ) -> AgentResult:
         """Run a task to its end and return the answer with the full trajectory.
 
         With ``thread_id`` and a SQLite checkpointer, a run that crashed resumes
         from its last completed step (the sandbox rebuilt by replaying the
         committed code); a finished thread returns its stored result.
+
+        ``history`` and ``setup`` continue a conversation: the earlier turns'
+        messages (e.g. ``to_messages(previous)[1:]``) go between the system
+        prompt and the task, and the code they committed (``committed_code``)
+        runs in the fresh sandbox first, so their variables exist.
         """
         result = None
-        for item in self.stream(task, prefix=prefix, thread_id=thread_id, approve=approve):
+        for item in self.stream(task, prefix=prefix, thread_id=thread_id, approve=approve, history=history,
+                                setup=setup):
             if isinstance(item, AgentResult):
                 result = item
         assert result is not None
@@ -120,6 +128,8 @@ class Agent:
         thread_id: str | None = None,
         approve: Approver | None = None,
         cancel: threading.Event | None = None,
+        history: Sequence[dict] | None = None,
+        setup: Sequence[str] = (),
     ) -> Iterator[Step | AgentResult]:
         """Yield each ``Step`` as it is observed, then the ``AgentResult`` last.
 
@@ -141,7 +151,8 @@ class Agent:
             yield self._result(snapshot.values, started)  # finished already
             return
         payload: Any = None if snapshot is not None and snapshot.next else {
-            "task": task, "prefix": prefix, "run_id": thread_id, "steps": []
+            "task": task, "prefix": prefix, "run_id": thread_id, "steps": [],
+            "history": [dict(m) for m in history or ()], "setup": list(setup),
         }
         while True:
             interrupted = None

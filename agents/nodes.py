@@ -87,6 +87,7 @@ def prepare(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         "run_id": state.get("run_id") or uuid.uuid4().hex,
         "messages": [
             {"role": "system", "content": ctx.system_prompt},
+            *(state.get("history") or []),
             {"role": "user", "content": task_message(state["task"])},
         ],
         "usage": Usage().model_dump(),
@@ -106,10 +107,12 @@ def propose(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     index = len(state.get("steps") or [])
     prefix = state.get("prefix") if index == 0 else None
     messages = [Message.model_validate(m) for m in state["messages"]]
+    started = time.perf_counter()
     (completions,) = ctx.engine.generate(
         [messages], n=ctx.config.samples, sampling=ctx.config.sampling(index), stop=ctx.config.stop, prefix=prefix
     )
-    return {"proposals": [c.model_dump() for c in completions]}
+    seconds = round(time.perf_counter() - started, 4)
+    return {"proposals": [c.model_dump() for c in completions], "model_seconds": seconds}
 
 
 def select(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
@@ -117,7 +120,7 @@ def select(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     if ctx.cancelled:  # cancelled while the model was thinking: run nothing
         return {"pending": None, "end_reason": "cancelled"}
     completions = [Completion.model_validate(c) for c in state["proposals"]]
-    session = ctx.sessions.get(state["run_id"], state.get("steps") or [])
+    session = ctx.sessions.get(state["run_id"], state.get("steps") or [], setup=state.get("setup") or ())
     approval = None
     if ctx.config.approve_code:
         action = parse_action(completions[0].text)
@@ -190,6 +193,7 @@ def observe(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         error=error,
         candidates=candidates if len(completions) > 1 else [],
         usage=step_usage,
+        model_seconds=state.get("model_seconds") or 0.0,
         exec_seconds=pending.get("exec_seconds", 0.0),
         approval=pending.get("approval"),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 __all__ = ["SessionRegistry"]
@@ -25,13 +25,16 @@ class SessionRegistry:
         self.replayed: dict[str, int] = {}
         """run_id -> how many committed actions were replayed to rebuild its session."""
 
-    def get(self, run_id: str, steps: list[dict]) -> Any:
+    def get(self, run_id: str, steps: list[dict], setup: Sequence[str] = ()) -> Any:
+        """The run's session; a new one replays ``setup`` (code of earlier turns) and the committed steps."""
         with self._lock:
             session = self._sessions.get(run_id)
             if session is not None:
                 return session
             session = self._open(tools=self._tools)
             self._sessions[run_id] = session
+        for code in setup:
+            session.execute(code)
         replayed = 0
         for step in steps:
             if step.get("result") is not None and step.get("action", {}).get("code"):
