@@ -21,7 +21,7 @@ from tinyact.models.engines.base import Engine
 from tinyact.tools.base import Tool, as_tools
 from tinyact.schema import Step, Trajectory, Usage
 
-__all__ = ["Agent", "AgentResult", "Approver"]
+__all__ = ["Agent", "AgentResult", "Approver", "state_serde"]
 
 Approver = Callable[[dict], Any]
 """Called with {"thought", "code", "step"}; returns "approve", "reject" or {"action": "edit", "code": ...}."""
@@ -223,16 +223,16 @@ class Agent:
         if checkpointer is None or checkpointer == "memory":
             from langgraph.checkpoint.memory import InMemorySaver
 
-            return InMemorySaver(serde=_state_serde())
+            return InMemorySaver(serde=state_serde())
         if isinstance(checkpointer, (str, os.PathLike)):
             from langgraph.checkpoint.sqlite import SqliteSaver
 
             conn = sqlite3.connect(os.fspath(checkpointer), check_same_thread=False)
-            return SqliteSaver(conn, serde=_state_serde())
+            return SqliteSaver(conn, serde=state_serde())
         return checkpointer
 
 
-def _state_serde() -> Any:
+def state_serde() -> Any:
     """LangGraph's serializer, with plain JSON where msgpack gives up.
 
     msgpack holds integers up to 64 bits, and answers like ``7**500`` are

@@ -59,7 +59,7 @@ class RunRequest(_Wire):
     task: str = Field(min_length=1, max_length=32_000)
     """What the agent should do."""
     model: str | None = None
-    """The served model's name; omitted means the one the server serves."""
+    """The served model's name, or "tinyact" (an alias of it); omitted means the one the server serves."""
     samples: int | None = Field(default=None, ge=1, le=32)
     """k candidate actions per step (self-consistency); the server caps it."""
     max_steps: int | None = Field(default=None, ge=1, le=100)

@@ -46,6 +46,9 @@ __all__ = ["ApiError", "RunService"]
 
 log = logging.getLogger("tinyact.serve")
 
+MODEL_ALIAS = "tinyact"
+"""A model name every server accepts for the model it serves (clients need not know which)."""
+
 
 
 class ApiError(Exception):
@@ -112,9 +115,11 @@ class RunService:
         """Open the database, handle runs a previous process left, load the engine."""
         from langgraph.checkpoint.sqlite import SqliteSaver
 
+        from tinyact.agents.agent import state_serde
+
         self.store = RunStore(self.config.db)
         self.conversations = ConversationStore(self.config.db)
-        self.saver = SqliteSaver(connect(self.config.db))
+        self.saver = SqliteSaver(connect(self.config.db), serde=state_serde())  # answers like 2**100 too
         self.saver.setup()
         if self._loader is None:
             self._set_engine(self._given_engine)
@@ -273,7 +278,7 @@ class RunService:
 
     def _options(self, request: RunRequest) -> dict[str, Any]:
         cfg = self.config
-        if request.model is not None and request.model != self.model_name:
+        if request.model is not None and request.model not in (self.model_name, MODEL_ALIAS):
             raise ApiError(422, f"model {request.model!r} is not served here; this server serves "
                            f"{self.model_name!r}", param="body.model", code="model_not_found")
         if request.samples is not None and request.samples > cfg.max_samples:

@@ -4,6 +4,7 @@ a conversation is one agent thread, so turn 2 uses a variable turn 1 defined."""
 from __future__ import annotations
 
 import httpx
+import pytest
 import openai
 
 from tests.serve.helpers import uvicorn_server
@@ -75,3 +76,15 @@ def test_two_turns_share_the_sandbox_and_the_context():
         r = httpx.post(f"{url}/v1/runs", json={"task": "now double it", "conversation": ext1["conversation"]},
                        timeout=60)
         assert r.status_code == 200 and r.json()["answer"] == 84
+
+
+def test_tinyact_alias_and_answers_beyond_64_bits(tmp_path):
+    """model="tinyact" names whatever is served; 2**100 survives the checkpointer (msgpack cannot hold it)."""
+    engine = ScriptedEngine({"big": [act("final_answer(2**100)")]})
+    service = RunService(engine, config=ServerConfig(db=str(tmp_path / "api.sqlite"), exec_timeout=60))
+    with uvicorn_server(service) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        resp = client.chat.completions.create(model="tinyact", messages=[{"role": "user", "content": "big"}])
+        assert resp.choices[0].message.content == str(2**100) and resp.model == "scripted"
+        with pytest.raises(openai.UnprocessableEntityError, match="not served here"):
+            client.chat.completions.create(model="tinyact-2", messages=[{"role": "user", "content": "big"}])
