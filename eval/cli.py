@@ -178,18 +178,28 @@ def report(
 @app.command("list")
 def list_cmd(
     data_dir: Annotated[Optional[Path], typer.Option(help="Shared data folder.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON records (sizes per split; null: file missing).")] = False,
 ) -> None:
     """List the benchmarks, their splits and sizes."""
+    import json
+
     from tinyact.eval.datasets import BENCHMARKS, load_benchmark
 
+    records = []
     for name, spec in sorted(BENCHMARKS.items()):
-        sizes = []
+        sizes: dict[str, int | None] = {}
         for split in spec.files:
             try:
-                sizes.append(f"{split}={len(load_benchmark(name, split, data_dir=data_dir).questions)}")
+                sizes[split] = len(load_benchmark(name, split, data_dir=data_dir).questions)
             except TinyactError:
-                sizes.append(f"{split}=missing")
-        typer.echo(f"{name:22s} {spec.kind:5s} {' '.join(sizes)}{'  +corpus' if spec.has_corpus else ''}")
+                sizes[split] = None
+        records.append({"name": name, "kind": spec.kind, "splits": sizes, "corpus": spec.has_corpus})
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+        return
+    for r in records:
+        sizes_text = " ".join(f"{k}={'missing' if v is None else v}" for k, v in r["splits"].items())
+        typer.echo(f"{r['name']:22s} {r['kind']:5s} {sizes_text}{'  +corpus' if r['corpus'] else ''}")
 
 
 @app.command("corpus")
