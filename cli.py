@@ -16,7 +16,7 @@ import sys
 import typer
 
 from tinyact.agents.cli import run
-from tinyact.console import err
+from tinyact.console import err, expected_failure, fail
 from tinyact.distill.cli import app as distill_app
 from tinyact.eval.cli import app as eval_app
 from tinyact.models.cli import app as models_app
@@ -44,11 +44,19 @@ app.add_typer(distill_app, name="distill")
 
 
 def main() -> None:
+    """Run the command; an expected failure any command lets through (a missing extra,
+    a missing file, an unreachable server) is one ``error:`` line and exit code 1."""
     try:
         app()
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except Exception as e:
+        message = expected_failure(e)
+        if message is None:
+            raise  # a bug: keep the traceback
+        fail(message)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Terminal output for every command: one error helper and one progress bar.
+"""Terminal output for every command: one error helper, one listing helper, one progress bar.
 
 Imported by CLI modules and long jobs only (never by ``import tinyact``).
 """
@@ -11,7 +11,17 @@ from typing import Any
 
 from rich.console import Console
 
-__all__ = ["console", "err", "fail", "progress_bar", "tally"]
+__all__ = ["console", "err", "expected_failure", "fail", "print_records", "progress_bar", "tally"]
+
+EXTRAS = {
+    "torch": "models", "transformers": "models", "accelerate": "models", "gguf": "models", "safetensors": "models",
+    "tokenizers": "models", "vllm": "vllm", "llama_cpp": "llamacpp", "faiss": "retrieval", "bm25s": "retrieval",
+    "sentence_transformers": "retrieval", "Stemmer": "retrieval", "fastapi": "serve", "uvicorn": "serve",
+    "sse_starlette": "serve", "openai": "serve", "trl": "train", "peft": "train", "datasets": "train",
+    "docker": "docker", "sympy": "eval", "matplotlib": "eval", "math_verify": "eval", "psycopg": "postgres",
+    "ray": "ray", "playwright": "test",
+}
+"""Top-level module -> the ``tinyact[extra]`` that installs it."""
 
 console = Console()
 err = Console(stderr=True)
@@ -25,8 +35,69 @@ def fail(message: str, code: int = 1) -> Any:
     """
     import typer
 
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
+    from rich.markup import escape
+
+    # escaped: messages hold brackets (``pip install 'tinyact[serve]'``) that are not markup
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True, markup=True)
     return typer.Exit(code)
+
+
+def expected_failure(e: BaseException) -> str | None:
+    """The one line a command prints for a failure that is the environment's, not a bug; else None.
+
+    A missing optional dependency (with the extra to install), a missing or
+    unreadable file, an unreachable server, any ``TinyactError``.
+    """
+    from tinyact.errors import TinyactError
+
+    if isinstance(e, TinyactError):
+        return str(e)
+    if isinstance(e, ModuleNotFoundError) and e.name:
+        top = e.name.split(".")[0]
+        extra = EXTRAS.get(top)
+        hint = f"pip install 'tinyact[{extra}]'" if extra else f"pip install {top}"
+        return f"this command needs the {top!r} package, which is not installed: {hint}"
+    if isinstance(e, ImportError):  # an engine's own "X needs: pip install ..." message
+        return str(e)
+    if isinstance(e, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
+        return f"{e.strerror or type(e).__name__}: {e.filename}" if e.filename else str(e)
+    if _unreachable(e):
+        return f"cannot reach the server: {e}"
+    return None
+
+
+def _unreachable(e: BaseException) -> bool:
+    names = {c.__module__.split(".")[0] + "." + c.__name__ for c in type(e).__mro__}
+    return isinstance(e, ConnectionError) or bool(names & {
+        "httpx.ConnectError", "httpx.ConnectTimeout", "openai.APIConnectionError", "requests.ConnectionError",
+        "urllib.URLError",
+    })
+
+
+def print_records(records: list[dict[str, Any]], *, as_json: bool = False) -> None:
+    """A listing: JSON with ``as_json``; a table on a terminal; else plain tab-separated
+    lines under a header (never truncated, for scripts and pipes)."""
+    import json
+
+    if as_json:
+        print(json.dumps(records, indent=2, default=str))
+        return
+    columns = list(records[0]) if records else []
+
+    def cell(v: Any) -> str:
+        return "-" if v is None else ("yes" if v is True else "no" if v is False else str(v))
+
+    if console.is_terminal:
+        from rich.table import Table
+
+        table = Table(*columns)
+        for r in records:
+            table.add_row(*(cell(r[c]) for c in columns))
+        console.print(table)
+        return
+    print("\t".join(columns))
+    for r in records:
+        print("\t".join(cell(r[c]) for c in columns))
 
 
 def progress_bar(*extra: Any, console: Console = err, transient: bool = False) -> Any:

@@ -6,7 +6,7 @@ from tinyact.agents.consistency import outcome_key, select_candidates
 from tinyact.agents.graph import build_graph
 from tinyact.agents.nodes import AgentContext
 from tinyact.agents.parsing import parse_action
-from tinyact.agents.trajectory import append_jsonl, read_jsonl, to_messages
+from tinyact.agents.trajectory import append_jsonl, committed_code, read_jsonl, to_messages
 
 __all__ = [
     "Agent",
@@ -15,6 +15,7 @@ __all__ = [
     "AgentResult",
     "append_jsonl",
     "build_graph",
+    "committed_code",
     "outcome_key",
     "parse_action",
     "read_jsonl",

@@ -21,7 +21,7 @@ from tinyact.models.engines.base import Engine
 from tinyact.tools.base import Tool, as_tools
 from tinyact.schema import Step, Trajectory, Usage
 
-__all__ = ["Agent", "AgentResult", "Approver"]
+__all__ = ["Agent", "AgentResult", "Approver", "state_serde"]
 
 Approver = Callable[[dict], Any]
 """Called with {"thought", "code", "step"}; returns "approve", "reject" or {"action": "edit", "code": ...}."""
@@ -99,15 +99,23 @@ class Agent:
         prefix: str | None = None,
         thread_id: str | None = None,
         approve: Approver | None = None,
+        history: Sequence[dict] | None = None,
+        setup: Sequence[str] = (),
     ) -> AgentResult:
         """Run a task to its end and return the answer with the full trajectory.
 
         With ``thread_id`` and a SQLite checkpointer, a run that crashed resumes
         from its last completed step (the sandbox rebuilt by replaying the
         committed code); a finished thread returns its stored result.
+
+        ``history`` and ``setup`` continue a conversation: the earlier turns'
+        messages (e.g. ``to_messages(previous)[1:]``) go between the system
+        prompt and the task, and the code they committed (``committed_code``)
+        runs in the fresh sandbox first, so their variables exist.
         """
         result = None
-        for item in self.stream(task, prefix=prefix, thread_id=thread_id, approve=approve):
+        for item in self.stream(task, prefix=prefix, thread_id=thread_id, approve=approve, history=history,
+                                setup=setup):
             if isinstance(item, AgentResult):
                 result = item
         assert result is not None
@@ -121,6 +129,8 @@ class Agent:
         thread_id: str | None = None,
         approve: Approver | None = None,
         cancel: threading.Event | None = None,
+        history: Sequence[dict] | None = None,
+        setup: Sequence[str] = (),
     ) -> Iterator[Step | AgentResult]:
         """Yield each ``Step`` as it is observed, then the ``AgentResult`` last.
 
@@ -142,7 +152,8 @@ class Agent:
             yield self._result(snapshot.values, started)  # finished already
             return
         payload: Any = None if snapshot is not None and snapshot.next else {
-            "task": task, "prefix": prefix, "run_id": thread_id, "steps": []
+            "task": task, "prefix": prefix, "run_id": thread_id, "steps": [],
+            "history": [dict(m) for m in history or ()], "setup": list(setup),
         }
         while True:
             interrupted = None
@@ -213,16 +224,16 @@ class Agent:
         if checkpointer is None or checkpointer == "memory":
             from langgraph.checkpoint.memory import InMemorySaver
 
-            return InMemorySaver(serde=_state_serde())
+            return InMemorySaver(serde=state_serde())
         if isinstance(checkpointer, (str, os.PathLike)):
             from langgraph.checkpoint.sqlite import SqliteSaver
 
             conn = sqlite3.connect(os.fspath(checkpointer), check_same_thread=False)
-            return SqliteSaver(conn, serde=_state_serde())
+            return SqliteSaver(conn, serde=state_serde())
         return checkpointer
 
 
-def _state_serde() -> Any:
+def state_serde() -> Any:
     """LangGraph's serializer, with plain JSON where msgpack gives up.
 
     msgpack holds integers up to 64 bits, and answers like ``7**500`` are

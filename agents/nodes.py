@@ -88,6 +88,7 @@ def prepare(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         "run_id": state.get("run_id") or uuid.uuid4().hex,
         "messages": [
             {"role": "system", "content": ctx.system_prompt},
+            *(state.get("history") or []),
             {"role": "user", "content": task_message(state["task"])},
         ],
         "usage": Usage().model_dump(),
@@ -107,10 +108,12 @@ def propose(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     index = len(state.get("steps") or [])
     prefix = state.get("prefix") if index == 0 else None
     messages = [Message.model_validate(m) for m in state["messages"]]
+    started = time.perf_counter()
     (completions,) = ctx.engine.generate(
         [messages], n=ctx.config.samples, sampling=ctx.config.sampling(index), stop=ctx.config.stop, prefix=prefix
     )
-    return {"proposals": [c.model_dump() for c in completions]}
+    seconds = round(time.perf_counter() - started, 4)
+    return {"proposals": [c.model_dump() for c in completions], "model_seconds": seconds}
 
 
 def select(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
@@ -119,7 +122,9 @@ def select(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         return {"pending": None, "end_reason": "cancelled"}
     completions = [Completion.model_validate(c) for c in state["proposals"]]
     steps = state.get("steps") or []
-    session = ctx.sessions.get(state["run_id"], steps, timeout=ctx.config.exec_timeout)
+    session = ctx.sessions.get(
+        state["run_id"], steps, timeout=ctx.config.exec_timeout, setup=state.get("setup") or ()
+    )
     approval = None
     if ctx.config.approve_code:
         action = parse_action(completions[0].text)
@@ -208,6 +213,7 @@ def observe(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         error=error,
         candidates=candidates if len(completions) > 1 else [],
         usage=step_usage,
+        model_seconds=state.get("model_seconds") or 0.0,
         exec_seconds=pending.get("exec_seconds", 0.0),
         approval=pending.get("approval"),
         sandbox_rebuilt=bool(pending.get("sandbox_rebuilt")),

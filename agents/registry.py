@@ -51,10 +51,14 @@ class SessionRegistry:
         """run_id -> how many times its session was rebuilt after dying."""
         self.extra_kept: dict[str, bool] = {}
         """run_id -> whether the last rebuild's `extra` code replayed without killing the sandbox."""
+        self._setup: dict[str, tuple[str, ...]] = {}
+        """run_id -> code of a conversation's earlier turns, replayed before the committed steps."""
 
-    def get(self, run_id: str, steps: list[dict], timeout: float | None = None) -> Any:
-        """The run's live session; a new one with the committed code replayed when there is none."""
+    def get(self, run_id: str, steps: list[dict], timeout: float | None = None, setup: Sequence[str] = ()) -> Any:
+        """The run's live session; a new one replays ``setup`` (code of earlier turns of a
+        conversation) and the committed code when there is none."""
         with self._lock:
+            self._setup[run_id] = tuple(setup)
             session = self._sessions.get(run_id)
             if session is not None and not getattr(session, "closed", False):
                 return session
@@ -77,7 +81,8 @@ class SessionRegistry:
             except Exception:  # noqa: BLE001 - it is dead already
                 pass
         committed = committed_code(steps)
-        codes = [*committed, *extra]
+        setup = self._setup.get(run_id, ())
+        codes = [*setup, *committed, *extra]
         dropped_extra = False
         for _attempt in range(3):
             session = self._open(tools=self._tools)
@@ -95,7 +100,7 @@ class SessionRegistry:
                 session.close()
                 dropped_extra = dropped_extra or done >= len(codes) - len(extra)
                 del codes[done]
-        replayed = len(codes)
+        replayed = max(len(codes) - len(setup), 0)
         self.extra_kept[run_id] = not dropped_extra
         with self._lock:
             self._sessions[run_id] = session
@@ -111,6 +116,7 @@ class SessionRegistry:
     def close(self, run_id: str) -> None:
         with self._lock:
             session = self._sessions.pop(run_id, None)
+            self._setup.pop(run_id, None)
         if session is not None:
             session.close()
 

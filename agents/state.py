@@ -16,12 +16,18 @@ class AgentState(TypedDict, total=False):
     run_id: str
     task: str
     prefix: str | None
+    history: list[dict]
+    """Earlier turns of a conversation ({"role", "content"}), between the system prompt and the task."""
+    setup: list[str]
+    """Code that earlier turns committed, replayed into a fresh sandbox before the first step."""
     messages: list[dict]
     """The conversation so far, as {"role", "content"} dicts."""
     steps: Annotated[list[dict], operator.add]
     """Committed steps (``Step.model_dump()``), appended by observe."""
     proposals: list[dict]
     """The current step's completions (``Completion.model_dump()``), set by propose."""
+    model_seconds: float
+    """How long the current step's engine call took (set by propose, recorded by observe)."""
     pending: dict | None
     """The selected action and its result, handed from select to observe."""
     usage: dict

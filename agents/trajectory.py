@@ -9,7 +9,7 @@ from tinyact import jsonl
 from tinyact.agents.observation import observation_message
 from tinyact.schema import Trajectory
 
-__all__ = ["append_jsonl", "read_jsonl", "to_messages"]
+__all__ = ["append_jsonl", "committed_code", "read_jsonl", "to_messages"]
 
 
 def to_messages(trajectory: Trajectory, system_prompt: str | None = None) -> list[dict[str, str]]:
@@ -34,6 +34,11 @@ def to_messages(trajectory: Trajectory, system_prompt: str | None = None) -> lis
             break  # the run ended here; nothing more for the model to learn
         messages.append({"role": "user", "content": observation_message(step.observation)})
     return messages
+
+
+def committed_code(trajectory: Trajectory) -> list[str]:
+    """The code the run executed and kept, in order (what rebuilds its sandbox)."""
+    return [s.action.code for s in trajectory.steps if s.result is not None and s.action.code]
 
 
 def append_jsonl(path: str | os.PathLike[str], trajectories: Iterable[Trajectory]) -> None:

@@ -54,11 +54,28 @@ def _make_agent_solver(
     return AgentSolver(agent, parallel=parallel, trajectories=trajectories)
 
 
+def _benchmark(name: str, kind: str | None, split: str | None, data_dir: Path | None) -> Any:
+    from tinyact.eval.datasets import BENCHMARKS, load_benchmark, load_jsonl_benchmark
+
+    if name not in BENCHMARKS and (name.endswith(".jsonl") or Path(name).exists()):
+        if kind is None:
+            raise ConfigError("--kind qa|math is needed with a JSONL --benchmark (how to grade its answers)")
+        if split is not None:
+            raise ConfigError("--split does not apply to a JSONL --benchmark")
+        return load_jsonl_benchmark(name, kind)
+    bench = load_benchmark(name, split, data_dir=data_dir)
+    if kind is not None and kind != bench.kind:
+        raise ConfigError(f"--kind {kind} does not match benchmark {name!r}, which is {bench.kind}")
+    return bench
+
+
 @app.command("run")
 def run(
-    benchmark: Annotated[str, typer.Option(help="Benchmark name (see `tinyact eval list`).")],
+    benchmark: Annotated[str, typer.Option(
+        help="Benchmark name (see `tinyact eval list`), or your own JSONL file (question, answer, id?) with --kind.")],
     out: Annotated[Path, typer.Option(help="Run folder; rerun the same command to resume.")],
     split: Annotated[Optional[str], typer.Option(help="Split (default: the benchmark's test split).")] = None,
+    kind: Annotated[Optional[str], typer.Option(help="qa | math: how a JSONL --benchmark is graded.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N questions.")] = None,
     model: Annotated[str, typer.Option(help="Model name, folder or hub id.")] = "qwen2.5-coder-0.5b",
     engine: Annotated[str, typer.Option(help=ENGINE_HELP)] = "auto",
@@ -95,7 +112,7 @@ def run(
     try:
         if method not in ("cot", "agent"):
             raise ConfigError(f"--method must be cot or agent, got {method!r}")
-        bench = load_benchmark(benchmark, split, data_dir=data_dir)
+        bench = _benchmark(benchmark, kind, split, data_dir)
         engine_kwargs = {"dtype": dtype} if dtype else {}
         if engine == "auto":  # recorded resolved, so that a resumed run keeps its engine
             from tinyact.models.engines import pick_engine
@@ -131,6 +148,8 @@ def run(
             config = {**solver.config, "engine": engine}
         if dtype:
             config["dtype"] = dtype
+        if bench.split == "file":
+            config["benchmark_file"] = str(bench.path)
         summary = run_eval(
             bench, solver, out, limit=limit, batch_size=batch_size, method=method,  # type: ignore[arg-type]
             config=config, judge=judge, progress=progress,
@@ -164,18 +183,28 @@ def report(
 @app.command("list")
 def list_cmd(
     data_dir: Annotated[Optional[Path], typer.Option(help="Shared data folder.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON records (sizes per split; null: file missing).")] = False,
 ) -> None:
     """List the benchmarks, their splits and sizes."""
+    import json
+
     from tinyact.eval.datasets import BENCHMARKS, load_benchmark
 
+    records = []
     for name, spec in sorted(BENCHMARKS.items()):
-        sizes = []
+        sizes: dict[str, int | None] = {}
         for split in spec.files:
             try:
-                sizes.append(f"{split}={len(load_benchmark(name, split, data_dir=data_dir).questions)}")
+                sizes[split] = len(load_benchmark(name, split, data_dir=data_dir).questions)
             except TinyactError:
-                sizes.append(f"{split}=missing")
-        typer.echo(f"{name:22s} {spec.kind:5s} {' '.join(sizes)}{'  +corpus' if spec.has_corpus else ''}")
+                sizes[split] = None
+        records.append({"name": name, "kind": spec.kind, "splits": sizes, "corpus": spec.has_corpus})
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+        return
+    for r in records:
+        sizes_text = " ".join(f"{k}={'missing' if v is None else v}" for k, v in r["splits"].items())
+        typer.echo(f"{r['name']:22s} {r['kind']:5s} {sizes_text}{'  +corpus' if r['corpus'] else ''}")
 
 
 @app.command("corpus")

@@ -20,6 +20,7 @@ __all__ = [
     "iter_hotpotqa_corpus",
     "list_benchmarks",
     "load_benchmark",
+    "load_jsonl_benchmark",
     "shared_data_dir",
 ]
 
@@ -161,6 +162,9 @@ class Benchmark:
         """Grade one prediction against a gold answer (see ``metrics.check_qa`` / ``check_math``)."""
         if self.kind == "qa":
             return check_qa(prediction, gold)
+        if isinstance(gold, list):  # aliases: the first that matches, else the first's score
+            scores = [check_math(prediction, g, numeric=self.numeric) for g in gold]
+            return next((sc for sc in scores if sc.correct), scores[0])
         return check_math(prediction, gold, numeric=self.numeric)
 
     def corpus(self) -> Iterator[dict[str, str]]:
@@ -217,6 +221,8 @@ def load_benchmark(
         ConfigError: Unknown name or split, or the data folder is missing.
     """
     spec = BENCHMARKS.get(name)
+    if spec is None and (name.endswith(".jsonl") or Path(name).is_file()):
+        raise ConfigError(f"{name} is a file: load it with load_jsonl_benchmark(path, kind)")
     if spec is None:
         raise ConfigError(f"unknown benchmark {name!r}; known: {', '.join(list_benchmarks())}")
     split = split or spec.default_split
@@ -246,6 +252,61 @@ def load_benchmark(
         numeric=spec.numeric,
         corpus_files=corpus_files,
     )
+
+
+def load_jsonl_benchmark(
+    path: str | os.PathLike[str], kind: str, *, limit: int | None = None,
+) -> Benchmark:
+    """Your own benchmark: a JSONL file of ``{"question", "answer", "id"?}`` lines.
+
+    ``answer`` is a string, a number, or a list of aliases (any one counts);
+    ``id`` defaults to the line number (ids key resumable runs, so keep them
+    stable when the file grows). Other fields are kept as metadata. The name
+    is the file's stem; QA is graded by exact match (F1 recorded), math by
+    equivalence (numbers with a relative tolerance when every answer is one).
+
+    Raises:
+        ConfigError: A bad kind, a missing file, or a bad line (named with its number).
+    """
+    if kind not in ("qa", "math"):
+        raise ConfigError(f"kind must be qa or math, got {kind!r}")
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"benchmark file not found: {file}")
+    questions: list[Question] = []
+    ids: set[str] = set()
+    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            ex = json.loads(line)
+        except ValueError as e:
+            raise ConfigError(f"{file}:{n}: not JSON ({e})") from None
+        if not isinstance(ex, dict):
+            raise ConfigError(f"{file}:{n}: expected an object with question and answer")
+        question, answer = ex.get("question"), ex.get("answer")
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError(f"{file}:{n}: question must be a non-empty string")
+        ok = isinstance(answer, (str, int, float)) and not isinstance(answer, bool) and str(answer).strip()
+        if isinstance(answer, list):
+            ok = bool(answer) and all(isinstance(a, (str, int, float)) and str(a).strip() for a in answer)
+        if not ok:
+            raise ConfigError(f"{file}:{n}: answer must be a string, a number or a non-empty list of them")
+        qid = str(ex.get("id", n))
+        if qid in ids:
+            raise ConfigError(f"{file}:{n}: duplicate id {qid!r}")
+        ids.add(qid)
+        meta = {k: v for k, v in ex.items() if k not in ("id", "question", "answer")}
+        questions.append(Question(qid, question, answer, meta))
+    if not questions:
+        raise ConfigError(f"{file}: no questions")
+    if limit is not None:
+        if limit < 0:
+            raise ConfigError(f"limit must be >= 0, got {limit}")
+        questions = questions[:limit]
+    numeric = kind == "math" and all(isinstance(q.answer, (int, float)) for q in questions)
+    return Benchmark(name=file.stem, kind=kind, split="file", questions=questions, path=file.resolve(),  # type: ignore[arg-type]
+                     numeric=numeric)
 
 
 def _read_agent_distillation(path: Path) -> list[Question]:

@@ -29,21 +29,25 @@ def _catalog_progress():
 
 
 @app.command("list")
-def models_list() -> None:
-    """Name, role, size, and whether each catalog model is prepared."""
-    from rich.table import Table
-
+def models_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON records instead of a table.")] = False,
+) -> None:
+    """Name, role, size, and whether each catalog model is prepared (a table on a
+    terminal, tab-separated lines when piped, or --json)."""
+    from tinyact.console import print_records
     from tinyact.models import catalog
 
-    table = Table("name", "role", "download", "prepared", "GGUF (llamacpp)", "where")
+    records = []
     for entry in catalog.CATALOG.values():
         ready = catalog.is_prepared(entry.name)
-        size = catalog.entry_size_on_disk(entry.name)
-        where = str(catalog.tinyact_home() / "models" / entry.name) if ready else "-"
-        prepared = f"yes ({size / 1e6:.0f} MB)" if ready and size else ("yes" if ready else "no")
-        gguf = "-" if entry.kind != "causal-lm" else ("yes" if catalog.is_gguf_prepared(entry.name) else "no")
-        table.add_row(entry.name, entry.role, f"{entry.approx_mb} MB", prepared, gguf, where)
-    console.print(table)
+        size = catalog.entry_size_on_disk(entry.name) if ready else None
+        gguf = None if entry.kind != "causal-lm" else catalog.is_gguf_prepared(entry.name)
+        records.append({
+            "name": entry.name, "role": entry.role, "download_mb": entry.approx_mb, "prepared": ready,
+            "size_mb": round(size / 1e6) if size else None, "gguf_prepared": gguf,
+            "path": str(catalog.tinyact_home() / "models" / entry.name) if ready else None,
+        })
+    print_records(records, as_json=as_json)
 
 
 @app.command("prepare")

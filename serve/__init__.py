@@ -5,6 +5,7 @@ chat facade, API keys and limits, SQLite persistence (``tinyact serve``).
     app.py        thin FastAPI routes             runs.py     a live run and its events
     chat.py       the OpenAI-compatible facade    store.py    the runs table (SQLite)
     limits.py     per-key queue, body limit       metrics.py  Prometheus metrics
+    conversations.py  multi-turn chat: a conversation is one agent thread
     config.py     ServerConfig                    cli.py      ``tinyact serve``
 
 Exports load lazily, so the CLI can list ``serve`` without importing FastAPI.

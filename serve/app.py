@@ -130,8 +130,9 @@ def create_app(service: RunService) -> FastAPI:
     @app.post("/v1/chat/completions", tags=["openai"], response_model=ChatCompletion,
               responses={200: {"content": {"text/event-stream": {}}}})
     async def chat_completions(body: ChatCompletionRequest, key: Caller) -> Any:
-        """OpenAI-compatible: the last user message is the task, the answer is the
-        assistant's content, the steps are in the ``tinyact`` extension field."""
+        """OpenAI-compatible: the last user message is the task, the earlier messages the
+        conversation (one agent thread across turns), the answer is the assistant's
+        content, the steps and the conversation id are in the ``tinyact`` extension field."""
         if body.stream:
             chunks = chat_chunks(service, body, key)
             first = await anext(chunks)  # submit (and any 4xx) before the stream starts

@@ -59,7 +59,7 @@ class RunRequest(_Wire):
     task: str = Field(min_length=1, max_length=32_000)
     """What the agent should do."""
     model: str | None = None
-    """The served model's name; omitted means the one the server serves."""
+    """The served model's name, or "tinyact" (an alias of it); omitted means the one the server serves."""
     samples: int | None = Field(default=None, ge=1, le=32)
     """k candidate actions per step (self-consistency); the server caps it."""
     max_steps: int | None = Field(default=None, ge=1, le=100)
@@ -72,6 +72,8 @@ class RunRequest(_Wire):
     """Server-Sent Events: ``run``, one ``step`` per step, then ``final`` (or ``error``)."""
     background: bool = False
     """Return 202 with the run's id at once; poll ``GET /v1/runs/{id}``."""
+    conversation: str | None = Field(default=None, min_length=1, max_length=200)
+    """Continue (or start) this conversation: the run sees its earlier turns and their variables."""
 
     @field_validator("task")
     @classmethod
@@ -195,7 +197,8 @@ class ChatMessage(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    """``POST /v1/chat/completions``: the last user message is the task.
+    """``POST /v1/chat/completions``: the last user message is the task, the
+    messages before it the conversation so far (see ``serve/conversations.py``).
 
     Unknown OpenAI fields are accepted and ignored, so the ``openai`` client
     works unchanged; sampling is the agent's (see ``samples``/``temperature``).
@@ -214,6 +217,9 @@ class ChatCompletionRequest(BaseModel):
     max_steps: int | None = Field(default=None, ge=1, le=100)
     tools: list[str] | None = None
     """Server tool names, as in ``RunRequest.tools`` (OpenAI function tools are not supported)."""
+    conversation: str | None = Field(default=None, min_length=1, max_length=200)
+    """The conversation this turn belongs to (``tinyact.conversation`` of an earlier response).
+    Omitted: the history (the messages before the last user message) finds it."""
 
     @field_validator("tools", mode="before")
     @classmethod
@@ -228,11 +234,14 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("messages must contain a non-empty user message (it is the task)")
         return self
 
+    def last_user(self) -> int:
+        """The index of the last non-empty user message: the task; what precedes it is the history."""
+        return max(i for i, m in enumerate(self.messages) if m.role == "user" and m.text().strip())
+
     def to_run_request(self) -> RunRequest:
-        task = next(m.text() for m in reversed(self.messages) if m.role == "user" and m.text().strip())
         return RunRequest(
-            task=task, model=self.model, samples=self.samples, max_steps=self.max_steps,
-            temperature=self.temperature, tools=self.tools,
+            task=self.messages[self.last_user()].text(), model=self.model, samples=self.samples,
+            max_steps=self.max_steps, temperature=self.temperature, tools=self.tools, conversation=self.conversation,
         )
 
 
@@ -262,6 +271,8 @@ class TinyactExtension(_Wire):
     """tinyact's extension field (not in the OpenAI spec): the run behind the answer."""
 
     run_id: str
+    conversation: str | None = None
+    """Send it back as ``conversation`` to continue this thread (or resend the whole chat)."""
     end_reason: str | None = None
     answer: Any = None
     """The answer as a JSON value (``content`` is its text)."""

@@ -11,6 +11,7 @@ from tinyact.serve.protocol import RunRequest
 
 if TYPE_CHECKING:
     from tinyact.agents import Agent
+    from tinyact.serve.conversations import Turn
 
 __all__ = ["Event", "RunHandle", "TERMINAL"]
 
@@ -29,6 +30,8 @@ class RunHandle:
     created_at: float
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
+    turn: Turn | None = None
+    """The conversation turn this run is (None: a run on its own)."""
     agent: Agent | None = None
     thread: threading.Thread | None = None
     events: list[Event] = field(default_factory=list)

@@ -19,9 +19,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from tinyact.agents import Agent, AgentConfig
+from tinyact.agents import Agent, AgentConfig, committed_code, to_messages
 from tinyact.errors import ConfigError
 from tinyact.serve.config import ServerConfig
+from tinyact.serve.conversations import ConversationStore, Turn
 from tinyact.serve.limits import KeyLimiter, QueueFull
 from tinyact.serve.metrics import Metrics
 from tinyact.serve.protocol import (
@@ -44,6 +45,9 @@ from tinyact.schema import Step, Trajectory
 __all__ = ["ApiError", "RunService"]
 
 log = logging.getLogger("tinyact.serve")
+
+MODEL_ALIAS = "tinyact"
+"""A model name every server accepts for the model it serves (clients need not know which)."""
 
 
 
@@ -104,6 +108,7 @@ class RunService:
         self.limiter = KeyLimiter(self.config.max_active_per_key, self.config.max_queued_per_key)
         self.load_error: str | None = None
         self.store: RunStore | None = None
+        self.conversations: ConversationStore | None = None
         self.saver: Any = None
         self._active: dict[str, RunHandle] = {}
         self._ready = threading.Event()
@@ -115,8 +120,11 @@ class RunService:
         """Open the database, handle runs a previous process left, load the engine."""
         from langgraph.checkpoint.sqlite import SqliteSaver
 
+        from tinyact.agents.agent import state_serde
+
         self.store = RunStore(self.config.db)
-        self.saver = SqliteSaver(connect(self.config.db))
+        self.conversations = ConversationStore(self.config.db)
+        self.saver = SqliteSaver(connect(self.config.db), serde=state_serde())  # answers like 2**100 too
         self.saver.setup()
         if self._loader is None:
             self._set_engine(self._given_engine)
@@ -155,8 +163,11 @@ class RunService:
 
     # --------------------------------------------------------------------- runs
 
-    def submit(self, request: RunRequest, key_id: str) -> RunHandle:
-        """Validate against the server's limits, admit (or 429), start the run's thread."""
+    def submit(self, request: RunRequest, key_id: str, turn: Turn | None = None) -> RunHandle:
+        """Validate against the server's limits, admit (or 429), start the run's thread.
+
+        ``turn``: the conversation turn this run is (the chat facade resolves it
+        from the history); by default ``request.conversation`` names it."""
         if self.load_error is not None:
             raise ApiError(503, f"the model failed to load: {self.load_error}", type="unavailable_error")
         if not self.ready:
@@ -174,10 +185,13 @@ class RunService:
                 code="queue_full", headers={"Retry-After": str(self.config.retry_after)},
             ) from None
         run_id = "run_" + uuid.uuid4().hex
-        assert self.store is not None
+        assert self.store is not None and self.conversations is not None
+        if turn is None and request.conversation is not None:
+            turn = self.conversations.resolve(key_id, request.conversation, [])
         created = self.store.create(run_id, key_id, request.task, self.model_name,
-                                    {**request.model_dump(), "options": options})
-        handle = RunHandle(run_id, key_id, request, created)
+                                    {**request.model_dump(), "options": options,
+                                     "turn": turn.to_json() if turn else None})
+        handle = RunHandle(run_id, key_id, request, created, turn=turn)
         self._launch(handle, options)
         return handle
 
@@ -194,9 +208,9 @@ class RunService:
         finally:
             handle.unsubscribe(queue)
 
-    async def run(self, request: RunRequest, key_id: str) -> RunInfo:
+    async def run(self, request: RunRequest, key_id: str, turn: Turn | None = None) -> RunInfo:
         """Submit and wait for the end; the answer with the whole trajectory."""
-        handle = self.submit(request, key_id)
+        handle = self.submit(request, key_id, turn)
         async for _ in self.events(handle):
             pass
         return self.info(handle.id, key_id)
@@ -262,7 +276,7 @@ class RunService:
 
     def _options(self, request: RunRequest) -> dict[str, Any]:
         cfg = self.config
-        if request.model is not None and request.model != self.model_name:
+        if request.model is not None and request.model not in (self.model_name, MODEL_ALIAS):
             raise ApiError(422, f"model {request.model!r} is not served here; this server serves "
                            f"{self.model_name!r}", param="body.model", code="model_not_found")
         if request.samples is not None and request.samples > cfg.max_samples:
@@ -328,8 +342,10 @@ class RunService:
             handle.agent = agent
             result = None
             last = time.monotonic()
+            turn = handle.turn
             with agent:
-                for item in agent.stream(handle.request.task, thread_id=handle.id, cancel=handle.cancel):
+                for item in agent.stream(handle.request.task, thread_id=handle.id, cancel=handle.cancel,
+                                         history=turn.history if turn else None, setup=turn.setup if turn else ()):
                     if isinstance(item, Step):
                         now = time.monotonic()
                         self.metrics.step_seconds(now - last)
@@ -341,6 +357,9 @@ class RunService:
                         result = item
             assert result is not None
             t = result.trajectory
+            if turn is not None and self.conversations is not None:  # before the end event: the next turn finds it
+                self.conversations.record(handle.key_id, turn, handle.id, t.task, result.answer,
+                                          to_messages(t)[1:], committed_code(t))
             self._end(handle, "finished", end_reason=t.end_reason, answer=result.answer,
                       trajectory=t.model_dump(mode="json"))
         except Exception as e:
@@ -372,7 +391,9 @@ class RunService:
                 continue
             request = dict(row["request"])
             options = request.pop("options")
-            handle = RunHandle(row["id"], row["key_id"], RunRequest.model_validate(request), row["created_at"])
+            turn = request.pop("turn", None)
+            handle = RunHandle(row["id"], row["key_id"], RunRequest.model_validate(request), row["created_at"],
+                               turn=Turn(**turn) if turn else None)
             self.limiter.admit(handle.key_id, force=True)
             log.info("resuming run %s", row["id"])
             self._launch(handle, options)

@@ -2,8 +2,9 @@
 
 ``ReplayEngine`` hands out its script in call order, which only works for one
 run at a time. Here the response is a function of the conversation itself: the
-task (its first user message) picks a script, and the number of assistant
-turns so far picks the step. So concurrent runs, batched calls and a run
+task (its last ``New task:`` user message, else its first user message) picks
+a script, and the number of assistant turns since then picks the step (so the
+second turn of a conversation gets its own script). So concurrent runs, batched calls and a run
 resumed by a fresh process all get the right response.
 """
 
@@ -65,11 +66,13 @@ class ScriptedEngine:
         out = []
         for conv, pre in zip(conversations, prefixes_for(prefix, len(conversations))):
             msgs = as_messages(conv)
-            task = next((m.content for m in msgs if m.role == "user"), "").removeprefix("New task:\n")
+            starts = [i for i, m in enumerate(msgs) if m.role == "user" and m.content.startswith("New task:\n")]
+            start = starts[-1] if starts else next((i for i, m in enumerate(msgs) if m.role == "user"), 0)
+            task = msgs[start].content.removeprefix("New task:\n") if msgs else ""
             script = self.scripts(task) if callable(self.scripts) else self.scripts.get(task)
             if not script:
                 raise ReplayError(f"no script for task {task[:80]!r}")
-            step = sum(m.role == "assistant" for m in msgs)
+            step = sum(m.role == "assistant" for m in msgs[start:])
             text = script[min(step, len(script) - 1)]
             out.append([ReplayEngine._complete(text, msgs, pre, stop) for _ in range(n)])
         return out
