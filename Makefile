@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Extras the tests exercise; `make run` needs fewer.
 RUN_EXTRAS ?= models
-TEST_EXTRAS ?= models,retrieval,serve,train,eval,docker,test
+TEST_EXTRAS ?= models,retrieval,serve,train,eval,docker,postgres,ray,test
 TORCH_SPEC ?= torch==2.13.0
 MODEL ?= qwen2.5-coder-0.5b
 TASK ?= How many times does the letter 'r' appear in 'strawberry raspberry cranberry'?
@@ -49,6 +49,10 @@ system-deps:
 	@command -v bwrap >/dev/null || { echo ">> installing bubblewrap (sandbox isolation)"; \
 	  (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) \
 	  || echo "!! could not install bubblewrap: the sandbox falls back to unshare"; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+	  echo ">> installing postgresql (the replica tests start a real server)"; \
+	  (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null) \
+	  || echo "!! could not install postgresql: the PostgreSQL tests are skipped"; }
 
 setup: $(VENV)/.run-deps system-deps
 setup-test: $(VENV)/.test-deps $(VENV)/.vllm system-deps
