@@ -29,6 +29,10 @@ class RunHandle:
     created_at: float
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
+    running: bool = False
+    """Holds one of its key's slots (False while queued)."""
+    lost: bool = False
+    """Another replica took the run over (this one's lease expired): stop without writing."""
     agent: Agent | None = None
     thread: threading.Thread | None = None
     events: list[Event] = field(default_factory=list)
