@@ -15,7 +15,7 @@ PIP := $(PY) -m pip
 ENGINE ?= auto
 comma := ,
 RUN_EXTRAS ?= models$(if $(filter llamacpp,$(ENGINE)),$(comma)llamacpp)
-TEST_EXTRAS ?= models,retrieval,serve,train,eval,docker,test,llamacpp
+TEST_EXTRAS ?= models,retrieval,serve,train,eval,docker,postgres,ray,test,llamacpp
 # Parallel jobs for compiling llama.cpp (llama-cpp-python has no Linux wheel on PyPI).
 BUILD_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 TORCH_SPEC ?= torch==2.13.0
@@ -66,6 +66,10 @@ system-deps:
 	@ldconfig -p 2>/dev/null | grep -q libseccomp.so.2 || { echo ">> installing libseccomp2 (sandbox seccomp filter)"; \
 	  (apt-get update -qq && apt-get install -y -qq libseccomp2 >/dev/null) \
 	  || echo "!! could not install libseccomp2: sandboxes will not start"; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+	  echo ">> installing postgresql (the replica tests start a real server)"; \
+	  (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null) \
+	  || echo "!! could not install postgresql: the PostgreSQL tests are skipped"; }
 
 setup: $(VENV)/.run-deps system-deps
 setup-test: $(VENV)/.test-deps $(VENV)/.vllm system-deps

@@ -1,12 +1,13 @@
 """The agent API server: runs over HTTP with SSE streaming, an OpenAI-compatible
-chat facade, API keys and limits, SQLite persistence (``tinyact serve``).
+chat facade, API keys and limits, SQLite or PostgreSQL persistence, replicas (``tinyact serve``).
 
     protocol.py   wire types (pydantic)          service.py  the logic (engine injected)
     app.py        thin FastAPI routes             runs.py     a live run and its events
-    chat.py       the OpenAI-compatible facade    store.py    the runs table (SQLite)
-    limits.py     per-key queue, body limit       metrics.py  Prometheus metrics
+    chat.py       the OpenAI-compatible facade    store.py    the runs table (SQLite), leases, limits
+    limits.py     body limit, QueueFull           store_pg.py the runs table in PostgreSQL (replicas)
+    config.py     ServerConfig                    keeper.py   leases, cancel flags, takeovers
+    metrics.py    Prometheus metrics              cli.py      ``tinyact serve``
     conversations.py  multi-turn chat: a conversation is one agent thread
-    config.py     ServerConfig                    cli.py      ``tinyact serve``
 
 Exports load lazily, so the CLI can list ``serve`` without importing FastAPI.
 """

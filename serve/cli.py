@@ -18,7 +18,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind; without API keys only loopback clients are served.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     index: IndexOption = None,
-    db: Annotated[Optional[str], typer.Option(help="SQLite file for runs and checkpoints (default: $TINYACT_HOME/api.sqlite).")] = None,
+    db: Annotated[Optional[str], typer.Option(help="Runs and checkpoints: a SQLite file (default: $TINYACT_HOME/api.sqlite) or a postgresql:// URL that replicas share.")] = None,
+    replica_id: Annotated[Optional[str], typer.Option(help="This replica's name in the database (default: host:port); keep it across restarts.")] = None,
+    lease_ttl: Annotated[float, typer.Option(min=1, help="Seconds before another replica takes over the runs of one that stopped answering.")] = 15.0,
     api_keys_file: Annotated[Optional[str], typer.Option(help="Accepted bearer keys, one a line (also $TINYACT_API_KEYS, comma-separated).")] = None,
     on_restart: Annotated[str, typer.Option(help="Runs left unfinished by a previous process: interrupt | resume.")] = "interrupt",
     max_active_per_key: Annotated[int, typer.Option(min=1, help="Runs of one key executing at once.")] = 4,
@@ -30,10 +32,13 @@ def serve(
     sandbox: Annotated[str, typer.Option(help="auto | process | docker")] = "auto",
 ) -> None:
     """Serve the agent over HTTP: /v1/runs (SSE streaming), /v1/chat/completions, /metrics."""
+    import socket
+
     import uvicorn
 
     from tinyact.errors import TinyactError
     from tinyact.serve import RunService, ServerConfig, create_app, read_api_keys
+    from tinyact.serve.store import check_database
     from tinyact.models.catalog import default_model, tinyact_home
     from tinyact.models.engines import load_engine
 
@@ -43,11 +48,12 @@ def serve(
             (tinyact_home()).mkdir(parents=True, exist_ok=True)
             db = str(tinyact_home() / "api.sqlite")
         config = ServerConfig(
-            db=db, api_keys=read_api_keys(api_keys_file), on_restart=on_restart,  # type: ignore[arg-type]
+            db=db, replica_id=replica_id or f"{socket.gethostname()}:{port}", lease_ttl=lease_ttl, api_keys=read_api_keys(api_keys_file), on_restart=on_restart,  # type: ignore[arg-type]
             max_active_per_key=max_active_per_key, max_queued_per_key=max_queued_per_key,
             default_max_steps=max_steps, max_steps_limit=max_steps_limit, max_samples=max_samples,
             run_timeout=run_timeout, sandbox=sandbox, engine_parallel=8 if engine_url else 1,
         )
+        check_database(config.db)
     except TinyactError as e:
         raise fail(str(e)) from None
     if engine_url:  # the served name from --model, else the server's first model

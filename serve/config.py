@@ -15,7 +15,17 @@ __all__ = ["ServerConfig", "read_api_keys"]
 @dataclass
 class ServerConfig:
     db: str = ":memory:"
-    """SQLite file holding the runs table and the LangGraph checkpoints."""
+    """Where the runs table and the LangGraph checkpoints live: a SQLite file (one
+    machine), or a ``postgresql://`` URL that several replicas share."""
+    replica_id: str = ""
+    """This process's name in the runs table (the owner of its runs' leases); empty:
+    host, pid and a random suffix. A restarted process with the same id takes its
+    own unfinished runs back at once instead of waiting for their leases to expire."""
+    lease_ttl: float = 15.0
+    """Seconds a run's lease lasts without renewal (renewed every third of it); a
+    replica dead for this long has its runs taken over by another."""
+    poll_interval: float = 0.2
+    """Seconds between looks at the database for cancel flags and free slots."""
     api_keys: tuple[str, ...] = ()
     """Accepted bearer keys; none means loopback clients only (with a warning)."""
     max_active_per_key: int = 4
@@ -57,6 +67,8 @@ class ServerConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_queued_per_key < 0:
             raise ConfigError(f"max_queued_per_key must be >= 0, got {self.max_queued_per_key}")
+        if self.lease_ttl <= 0 or self.poll_interval <= 0:
+            raise ConfigError("lease_ttl and poll_interval must be > 0")
         if self.run_timeout <= 0 or self.exec_timeout <= 0:
             raise ConfigError("run_timeout and exec_timeout must be > 0")
         if self.on_restart not in ("interrupt", "resume"):

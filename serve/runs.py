@@ -32,6 +32,10 @@ class RunHandle:
     done: threading.Event = field(default_factory=threading.Event)
     turn: Turn | None = None
     """The conversation turn this run is (None: a run on its own)."""
+    running: bool = False
+    """Holds one of its key's slots (False while queued)."""
+    lost: bool = False
+    """Another replica took the run over (this one's lease expired): stop without writing."""
     agent: Agent | None = None
     thread: threading.Thread | None = None
     events: list[Event] = field(default_factory=list)

@@ -6,13 +6,21 @@ so concurrent proposals share engine calls. A run publishes its events
 (``step``, then ``final`` or ``error``) to any number of asyncio readers; the
 streaming route, the waiting route and the chat facade all read the same
 events, so there is one body for every way of asking. Runs are persisted in
-SQLite (runs table + LangGraph checkpoints) and survive a restart.
+SQLite or PostgreSQL (runs table + LangGraph checkpoints) and survive a restart.
+
+Replicas on one PostgreSQL database cooperate through it (see ``store.py``):
+each holds a lease on the runs it executes and renews it from a keeper
+thread, which also polls the cancel flags other replicas raise and takes over
+runs whose lease expired (their owner died), resuming them from their last
+checkpoint. Per-key limits are counted in the database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
@@ -23,7 +31,8 @@ from tinyact.agents import Agent, AgentConfig, committed_code, to_messages
 from tinyact.errors import ConfigError
 from tinyact.serve.config import ServerConfig
 from tinyact.serve.conversations import ConversationStore, Turn
-from tinyact.serve.limits import KeyLimiter, QueueFull
+from tinyact.serve.keeper import RunKeeper
+from tinyact.serve.limits import QueueFull
 from tinyact.serve.metrics import Metrics
 from tinyact.serve.protocol import (
     FinalEvent,
@@ -37,7 +46,7 @@ from tinyact.serve.protocol import (
     RunSummary,
 )
 from tinyact.serve.runs import TERMINAL, Event, RunHandle
-from tinyact.serve.store import RunStore, connect, decode_cursor, encode_cursor
+from tinyact.serve.store import RunStore, decode_cursor, encode_cursor, open_store
 from tinyact.models.engines.base import Engine
 from tinyact.tools.base import Tool, as_tools
 from tinyact.schema import Step, Trajectory
@@ -48,7 +57,6 @@ log = logging.getLogger("tinyact.serve")
 
 MODEL_ALIAS = "tinyact"
 """A model name every server accepts for the model it serves (clients need not know which)."""
-
 
 
 class ApiError(Exception):
@@ -65,6 +73,10 @@ class ApiError(Exception):
         self.param = param
         self.code = code
         self.headers = headers or {}
+
+
+class _LeaseLost(Exception):
+    """Another replica owns the run now."""
 
 
 class RunService:
@@ -101,11 +113,13 @@ class RunService:
         self.sandbox = sandbox or self.config.sandbox
         self.metrics = Metrics({
             "tinyact_active_sandboxes": ("Sandbox sessions open (one per running run).", lambda: self.active_sandboxes),
-            "tinyact_active_runs": ("Runs executing now.", lambda: self.limiter.active),
-            "tinyact_queue_depth": ("Runs waiting for a slot of their key.", lambda: self.limiter.waiting),
+            "tinyact_active_runs": ("Runs executing now in this replica.",
+                                    lambda: sum(h.running for h in list(self._active.values()))),
+            "tinyact_queue_depth": ("Runs of this replica waiting for a slot of their key.",
+                                    lambda: sum(not h.running for h in list(self._active.values()))),
             "tinyact_engine_ready": ("1 once the model is loaded.", lambda: 1 if self.ready else 0),
         })
-        self.limiter = KeyLimiter(self.config.max_active_per_key, self.config.max_queued_per_key)
+        self.replica = self.config.replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.load_error: str | None = None
         self.store: RunStore | None = None
         self.conversations: ConversationStore | None = None
@@ -113,29 +127,30 @@ class RunService:
         self._active: dict[str, RunHandle] = {}
         self._ready = threading.Event()
         self._closing = False
+        self._slots = threading.Condition()  # notified when a run of this process ends
+        self.keeper: RunKeeper | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        """Open the database, handle runs a previous process left, load the engine."""
-        from langgraph.checkpoint.sqlite import SqliteSaver
-
-        from tinyact.agents.agent import state_serde
-
-        self.store = RunStore(self.config.db)
-        self.conversations = ConversationStore(self.config.db)
-        self.saver = SqliteSaver(connect(self.config.db), serde=state_serde())  # answers like 2**100 too
-        self.saver.setup()
+        """Open the database, take back the runs this replica left, load the engine,
+        start the keeper (leases, cancel flags, takeovers)."""
+        self.store, self.saver = open_store(self.config.db, pool_size=self.config.max_active_per_key * 2 + 8)
+        self.conversations = ConversationStore(_conversations_db(self.config.db))
         if self._loader is None:
             self._set_engine(self._given_engine)
         else:
             threading.Thread(target=self._load, name="engine-load", daemon=True).start()
-        self._recover()
+        self.keeper = RunKeeper(self)
+        self.keeper.reap(own=True)
+        self.keeper.start()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop: kill the sandboxes of running runs and leave them unfinished in the
         database (the next start interrupts or resumes them, as configured)."""
         self._closing = True
+        if self.keeper is not None:
+            self.keeper.stop()
         handles = list(self._active.values())
         for h in handles:
             if h.agent is not None:
@@ -144,6 +159,13 @@ class RunService:
         for h in handles:
             if h.thread is not None:
                 h.thread.join(max(0.0, deadline - time.monotonic()))
+        if self.keeper is not None:
+            self.keeper.join(max(0.0, deadline - time.monotonic()))
+        if self.store is not None:
+            try:  # other replicas (or this one, restarted) take the runs over at once
+                self.store.release(self.replica)
+            except Exception:
+                log.exception("releasing the leases failed")
         close = getattr(self.engine, "close", None)
         if self.batch and close is not None:
             close()
@@ -175,24 +197,25 @@ class RunService:
                            headers={"Retry-After": str(self.config.retry_after)})
         options = self._options(request)
         self._tools_for(request)
-        try:
-            self.limiter.admit(key_id)
-        except QueueFull:
-            self.metrics.request_rejected("queue_full")
-            raise ApiError(
-                429, f"too many runs for this key: {self.config.max_active_per_key} running and "
-                f"{self.config.max_queued_per_key} queued; retry later", type="rate_limit_error",
-                code="queue_full", headers={"Retry-After": str(self.config.retry_after)},
-            ) from None
         run_id = "run_" + uuid.uuid4().hex
         assert self.store is not None and self.conversations is not None
         if turn is None and request.conversation is not None:
             turn = self.conversations.resolve(key_id, request.conversation, [])
-        created = self.store.create(run_id, key_id, request.task, self.model_name,
-                                    {**request.model_dump(), "options": options,
-                                     "turn": turn.to_json() if turn else None})
+        cfg = self.config
+        try:
+            created = self.store.create(run_id, key_id, request.task, self.model_name,
+                                        {**request.model_dump(), "options": options,
+                                         "turn": turn.to_json() if turn else None}, owner=self.replica,
+                                        lease=cfg.lease_ttl, max_total=cfg.max_active_per_key + cfg.max_queued_per_key)
+        except QueueFull:
+            self.metrics.request_rejected("queue_full")
+            raise ApiError(
+                429, f"too many runs for this key: {cfg.max_active_per_key} running and "
+                f"{cfg.max_queued_per_key} queued; retry later", type="rate_limit_error",
+                code="queue_full", headers={"Retry-After": str(cfg.retry_after)},
+            ) from None
         handle = RunHandle(run_id, key_id, request, created, turn=turn)
-        self._launch(handle, options)
+        self.launch(handle, options)
         return handle
 
     async def events(self, handle: RunHandle) -> AsyncIterator[Event]:
@@ -243,15 +266,23 @@ class RunService:
         return RunList(data=data, next_cursor=next_cursor)
 
     async def cancel(self, run_id: str, key_id: str, wait: float = 15.0) -> RunInfo:
-        """Cancel a queued or running run: its sandbox is killed, it ends with reason "cancelled"."""
+        """Cancel a queued or running run: its sandbox is killed, it ends with reason "cancelled".
+
+        A run another replica executes gets its cancel flag raised in the database;
+        its owner sees it within ``poll_interval`` and cancels it there."""
+        assert self.store is not None
         handle = self._active.get(run_id)
         if handle is None or handle.key_id != key_id:
             info = self.info(run_id, key_id)  # 404 when unknown
-            raise ApiError(409, f"run {run_id!r} is already {info.status}", type="conflict_error",
-                           code="run_not_active")
-        handle.cancel.set()
-        if handle.agent is not None:
-            handle.agent.sessions.close(run_id)  # kills the code that is running
+            if info.status not in ("queued", "running") or not self.store.request_cancel(run_id):
+                raise ApiError(409, f"run {run_id!r} is already {info.status}", type="conflict_error",
+                               code="run_not_active")
+            deadline = time.monotonic() + wait
+            while info.status in ("queued", "running") and time.monotonic() < deadline:
+                await asyncio.sleep(self.config.poll_interval / 2)
+                info = self.info(run_id, key_id)
+            return info
+        self.cancel_local(handle)
         queue = handle.subscribe()
         try:
             async with asyncio.timeout(wait):
@@ -306,7 +337,7 @@ class RunService:
                                code="unknown_tool")
         return [self.tools[name] for name in dict.fromkeys(request.tools)]
 
-    def _launch(self, handle: RunHandle, options: dict[str, Any]) -> None:
+    def launch(self, handle: RunHandle, options: dict[str, Any]) -> None:
         self._active[handle.id] = handle
         handle.thread = threading.Thread(target=self._execute, args=(handle, options), name=f"run-{handle.id[-8:]}",
                                          daemon=True)
@@ -319,23 +350,37 @@ class RunService:
             while not self._ready.wait(0.1):
                 if stopped():
                     break
-            if not self.limiter.acquire(handle.key_id, stopped):
-                if not self._closing:  # cancelled while queued: it never ran
+            if not handle.running and not self._acquire(handle, stopped):
+                if not self._closing and not handle.lost:  # cancelled while queued: it never ran
                     self._end(handle, "finished", end_reason="cancelled")
                 return
-            try:
-                self._drive(handle, options)
-            finally:
-                self.limiter.release(handle.key_id)
+            self._drive(handle, options)
         finally:
             self._active.pop(handle.id, None)
             handle.done.set()
+            with self._slots:
+                self._slots.notify_all()
+
+    def _acquire(self, handle: RunHandle, stopped: Callable[[], bool]) -> bool:
+        """Wait for a slot of the run's key (counted in the database, across replicas)."""
+        assert self.store is not None
+        while not stopped():
+            if self.store.start(handle.id, handle.key_id, self.replica, self.config.max_active_per_key):
+                handle.running = True
+                return True
+            with self._slots:
+                self._slots.wait(self.config.poll_interval)
+        return False
+
+    def cancel_local(self, handle: RunHandle) -> None:
+        handle.cancel.set()
+        if handle.agent is not None:
+            handle.agent.sessions.close(handle.id)  # kills the code that is running
 
     def _drive(self, handle: RunHandle, options: dict[str, Any]) -> None:
         assert self.store is not None
         if self._closing:
             return
-        self.store.set_status(handle.id, "running")
         try:
             agent = Agent(self.engine, tools=self._tools_for(handle.request), sandbox=self.sandbox,
                           checkpointer=self.saver, **options)
@@ -351,7 +396,8 @@ class RunService:
                         self.metrics.step_seconds(now - last)
                         last = now
                         data = item.model_dump(mode="json")
-                        self.store.add_step(handle.id, data)
+                        if not self.store.add_step(handle.id, item.index, data, self.replica):
+                            raise _LeaseLost(handle.id)
                         handle.publish("step", data)
                     else:
                         result = item
@@ -365,38 +411,25 @@ class RunService:
         except Exception as e:
             if self._closing:
                 return  # the process is stopping: the next start interrupts or resumes it
+            if handle.lost or isinstance(e, _LeaseLost):
+                log.warning("run %s: another replica took it over; stopping here", handle.id)
+                return
             log.exception("run %s failed", handle.id)
             self._end(handle, "failed", end_reason="error", error=f"{type(e).__name__}: {e}")
 
     def _end(self, handle: RunHandle, status: str, *, end_reason: str | None = None, answer: Any = None,
              error: str | None = None, trajectory: dict | None = None) -> None:
         assert self.store is not None
-        self.store.finish(handle.id, status=status, end_reason=end_reason, answer=answer, error=error,
-                          trajectory=trajectory)
+        if handle.lost or not self.store.finish(handle.id, status=status, end_reason=end_reason, answer=answer,
+                                                error=error, trajectory=trajectory, owner=self.replica):
+            log.warning("run %s: another replica took it over; its end here is not recorded", handle.id)
+            return
         self.metrics.run_ended(end_reason or status)
         self._active.pop(handle.id, None)  # ended: from now on DELETE is a 409, GET reads the store
         steps = len(trajectory["steps"]) if trajectory else sum(k == "step" for k, _ in handle.events)
         final = FinalEvent(id=handle.id, status=status, answer=answer, end_reason=end_reason, steps=steps,  # type: ignore[arg-type]
                            seconds=round(time.time() - handle.created_at, 3), error=error)
         handle.publish("final" if status == "finished" else "error", final.model_dump(mode="json"))
-
-    def _recover(self) -> None:
-        """Runs left queued or running by a previous process: interrupt or resume them."""
-        assert self.store is not None
-        for row in self.store.unfinished():
-            if self.config.on_restart == "interrupt":
-                self.store.finish(row["id"], status="interrupted",
-                                  error="the server stopped before this run ended")
-                self.metrics.run_ended("interrupted")
-                continue
-            request = dict(row["request"])
-            options = request.pop("options")
-            turn = request.pop("turn", None)
-            handle = RunHandle(row["id"], row["key_id"], RunRequest.model_validate(request), row["created_at"],
-                               turn=Turn(**turn) if turn else None)
-            self.limiter.admit(handle.key_id, force=True)
-            log.info("resuming run %s", row["id"])
-            self._launch(handle, options)
 
     def _set_engine(self, engine: Engine) -> None:
         if self.batch:
@@ -416,6 +449,18 @@ class RunService:
         except Exception as e:
             log.exception("loading the engine failed")
             self.load_error = f"{type(e).__name__}: {e}"
+
+
+def _conversations_db(db: str) -> str:
+    """Where conversation snapshots live: the runs database when it is SQLite. With
+    PostgreSQL they stay in a SQLite file of this host (a conversation continues on
+    the replica host that holds it; see docs/deploy.md)."""
+    if db.startswith(("postgresql://", "postgres://")):
+        from tinyact.models.catalog import tinyact_home
+
+        tinyact_home().mkdir(parents=True, exist_ok=True)
+        return str(tinyact_home() / "conversations.sqlite")
+    return db
 
 
 def _engine_model(engine: Any) -> str | None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -17,3 +18,23 @@ def gate() -> Iterator[Gate]:
     g = Gate()
     yield g
     g.open.set()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (skipped with the reason when it cannot start)."""
+    pytest.importorskip("psycopg", reason="needs the postgres extra (psycopg)")
+    from tests.serve.postgres import PostgresServer
+
+    try:
+        server = PostgresServer().start()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        pytest.skip(f"cannot start PostgreSQL: {e}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres) -> str:
+    """A fresh database on the session's PostgreSQL server."""
+    return postgres.database()

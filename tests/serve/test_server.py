@@ -4,9 +4,7 @@ client against the facade, restart persistence, and one run on a real model."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,8 +15,8 @@ import pytest
 
 from tinyact.serve import RunService, ServerConfig
 from tests.serve.helpers import make_service, metric, uvicorn_server, wait_for
+from tests.serve.server import Server
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def stream_events(client: httpx.Client, body: dict):
@@ -105,38 +103,9 @@ def test_openai_client_against_the_facade():
 # -------------------------------------------------------------- restarts
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``tests.serve.server`` in a subprocess (cwd outside the repository)."""
-
-    def __init__(self, tmp: Path, on_restart: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "tests.serve.server", "--db", str(tmp / "runs.sqlite"),
-               "--port", str(self.port), "--gate-file", str(tmp / "gate"), "--on-restart", on_restart]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}  # ``tests`` is not installed
-        self.proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.client = httpx.Client(base_url=self.url, timeout=30)
-
-        def up():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.proc.stdout.read()}")
-            try:
-                return self.client.get("/readyz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_for(up, timeout=60)
-
-    def stop(self, sig: int) -> None:
-        self.client.close()
-        self.proc.send_signal(sig)
-        self.proc.wait(30)
+def start(tmp: Path, on_restart: str) -> Server:
+    # one replica id across restarts: the restarted process takes its own runs back at once
+    return Server(tmp, str(tmp / "runs.sqlite"), "--on-restart", on_restart, "--replica-id", "solo").wait_ready()
 
 
 def start_slow_run(server: Server) -> str:
@@ -149,11 +118,11 @@ def start_slow_run(server: Server) -> str:
 
 
 def test_restart_marks_unfinished_runs_interrupted(tmp_path: Path):
-    server = Server(tmp_path, "interrupt")
+    server = start(tmp_path, "interrupt")
     slow_id = start_slow_run(server)
     quick_id = server.client.get("/v1/runs").json()["data"][1]["id"]
     server.stop(signal.SIGTERM)  # a graceful stop mid-run
-    server = Server(tmp_path, "interrupt")
+    server = start(tmp_path, "interrupt")
     try:
         quick = server.client.get(f"/v1/runs/{quick_id}").json()
         assert quick["status"] == "finished" and quick["answer"] == 42 and quick["trajectory"]["steps"]
@@ -166,11 +135,11 @@ def test_restart_marks_unfinished_runs_interrupted(tmp_path: Path):
 
 
 def test_restart_resumes_unfinished_runs_when_configured(tmp_path: Path):
-    server = Server(tmp_path, "resume")
+    server = start(tmp_path, "resume")
     slow_id = start_slow_run(server)
     server.stop(signal.SIGKILL)  # a crash mid-run
     (tmp_path / "gate").touch()
-    server = Server(tmp_path, "resume")
+    server = start(tmp_path, "resume")
     try:
         done = wait_for(lambda: (i := server.client.get(f"/v1/runs/{slow_id}").json())["status"] == "finished" and i)
         # x = 41 from step 0 was rebuilt by replay, the blocked step ran again, then step 2 answered
