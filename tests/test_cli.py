@@ -50,7 +50,7 @@ def test_piped_models_list_is_plain_and_untruncated():
     r = tinyact("models", "list")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].split("\t") == ["name", "role", "download_mb", "prepared", "size_mb", "path"]
+    assert lines[0].split("\t") == ["name", "role", "download_mb", "prepared", "size_mb", "gguf_prepared", "path"]
     assert [line.split("\t")[0] for line in lines[1:]] == list(CATALOG)  # whole names, no "…"
     assert "…" not in r.stdout and "─" not in r.stdout  # no table drawing either
 
@@ -79,8 +79,8 @@ def test_eval_list_json(tmp_path):
     [
         ("uvicorn", ["serve", "--port", "1"], "needs the 'uvicorn' package, which is not installed: "
                                               "pip install 'tinyact[serve]'"),
-        ("transformers", ["chat", "hi", "--model", "smollm2-135m"], "pip install 'tinyact[models]'"),
-        ("transformers", ["run", "hi", "--model", "smollm2-135m"], "pip install 'tinyact[models]'"),
+        ("transformers", ["chat", "hi", "--model", "smollm2-135m", "--engine", "transformers"], "pip install 'tinyact[models]'"),
+        ("transformers", ["run", "hi", "--model", "smollm2-135m", "--engine", "transformers"], "pip install 'tinyact[models]'"),
     ],
 )
 def test_a_missing_extra_is_one_line(tmp_path, hide, args, expected):
