@@ -29,8 +29,9 @@ import json
 import os
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 __all__ = ["JsonlWriter", "append", "dumps", "iter_lines", "read_lines", "repair_tail", "rewrite", "write_atomic"]
 
@@ -136,14 +137,15 @@ def iter_lines(path: PathLike, *, repair: bool = False) -> Iterator[dict[str, An
             yield obj
 
 
-def write_atomic(path: PathLike, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically: a fsynced temporary file beside it, then ``os.replace``."""
+@contextmanager
+def _replacing(path: PathLike) -> Iterator[TextIO]:
+    """A text file that replaces ``path`` when the block ends cleanly (fsynced, then ``os.replace``)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")  # beside it: os.replace is atomic only within one file system
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
@@ -152,8 +154,17 @@ def write_atomic(path: PathLike, text: str) -> None:
         raise
 
 
+def write_atomic(path: PathLike, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically: a fsynced temporary file beside it, then ``os.replace``."""
+    with _replacing(path) as f:
+        f.write(text)
+
+
 def rewrite(path: PathLike, records: Iterable[Any]) -> int:
-    """Replace ``path`` with ``records``, one line each, atomically. Returns the number of lines written."""
-    lines = [dumps(r) + "\n" for r in records]
-    write_atomic(path, "".join(lines))
-    return len(lines)
+    """Replace ``path`` with ``records``, one line each, atomically (streamed). Returns the lines written."""
+    n = 0
+    with _replacing(path) as f:
+        for record in records:
+            f.write(dumps(record) + "\n")
+            n += 1
+    return n

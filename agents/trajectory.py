@@ -48,6 +48,8 @@ def append_jsonl(path: str | os.PathLike[str], trajectories: Iterable[Trajectory
 
 def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Trajectory]:
     """Read trajectories back; a truncated last line (a crash mid-write) is skipped, any other bad line raises."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no trajectories file at {path}")
     lines = list(jsonl.read_lines(path))
     for i, line in enumerate(lines):
         try:

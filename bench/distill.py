@@ -182,17 +182,16 @@ def main() -> None:
                                                        cot_dir / "teacher.jsonl", samples=1, batch=args.batch))
     if "train-cot" in stages and (cot_dir / "teacher.jsonl").exists() and not (cot_dir / "merged" / "config.json").exists():
         _log("stage CoT distillation: train on the teacher's correct CoT answers")
-        from tinyact.jsonl import iter_lines
         from tinyact.distill.train import export_model, train_student
+        from tinyact.jsonl import iter_lines, rewrite
         from tinyact.eval.prompts import cot_messages
 
         qs = {q.id: q for q in with_prefix.questions()}
-        with open(cot_dir / "sft.jsonl", "w") as f:
-            for r in iter_lines(cot_dir / "teacher.jsonl"):
-                if r["correct"]:
-                    msgs = [m.model_dump() for m in cot_messages(qs[r["id"]].question, "math")]
-                    f.write(json.dumps({"id": r["id"], "messages": msgs + [{"role": "assistant", "content": r["raw"]}]})
-                            + "\n")
+        rewrite(cot_dir / "sft.jsonl", (
+            {"id": r["id"], "messages": [m.model_dump() for m in cot_messages(qs[r["id"]].question, "math")]
+             + [{"role": "assistant", "content": r["raw"]}]}
+            for r in iter_lines(cot_dir / "teacher.jsonl") if r["correct"]
+        ))
         engines.clear()
         _timed(out, "train-cot", lambda: train_student(cot_dir / "sft.jsonl", args.student, cot_dir / "adapter",
                                                         train_cfg, checkpoint_dir=cot_dir / "checkpoints"))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinyact import jsonl
 from tinyact.distill.config import TrainConfig
 
 __all__ = ["TrainResult", "export_model", "train_student"]
@@ -47,8 +48,7 @@ def _loss_logger(path: Path | None) -> Any:
             print(f"step {rec['step']}/{rec['max_steps']} loss {rec['loss']:.4f} "
                   f"epoch {rec['epoch'] or 0:.2f} {rec['seconds']}s", flush=True)
             if path is not None:
-                with open(path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(rec) + "\n")
+                jsonl.append(path, [rec])
 
     return LossLogger()
 

@@ -183,12 +183,9 @@ class Benchmark:
         Returns:
             The number of passages written.
         """
-        n = 0
-        with open(path, "w", encoding="utf-8") as f:
-            for p in self.corpus():
-                f.write(json.dumps({"id": p["id"], "contents": p["contents"]}) + "\n")
-                n += 1
-        return n
+        from tinyact import jsonl
+
+        return jsonl.rewrite(path, ({"id": p["id"], "contents": p["contents"]} for p in self.corpus()))
 
 
 def list_benchmarks() -> list[str]:

@@ -144,8 +144,11 @@ def load_results(out_dir: str | os.PathLike[str], *, repair: bool = False) -> li
     results: list[Result] = []
     seen: set[str] = set()
     good_lines: list[str] = []
-    with open(path, "rb") as f:  # a last line without its newline is rewritten whole, not cut
-        dirty = f.seek(0, os.SEEK_END) > 0 and f.seek(-1, os.SEEK_END) >= 0 and f.read(1) != b"\n"
+    # a last line without its newline: rewritten whole if it parses (JsonlWriter would cut it)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(size - 1, 0))
+        dirty = size > 0 and f.read(1) != b"\n"
     for line in jsonl.read_lines(path):
         try:
             r = Result.model_validate_json(line)

@@ -218,7 +218,7 @@ class OpenAIEngine:
 
         url, tries = f"{self.base_url}{path}", self.max_retries + 1
         try:
-            return request().model_dump()
+            reply = request()
         except openai.APITimeoutError as e:
             raise EngineError(f"{url} timed out after {tries} tries ({type(e.__cause__ or e).__name__})") from None
         except openai.APIConnectionError as e:
@@ -228,8 +228,11 @@ class OpenAIEngine:
             ) from None
         except openai.APIStatusError as e:
             raise EngineError(f"{url} answered {e.status_code}: {_error_text(e.response)}") from None
-        except openai.APIResponseValidationError as e:
-            raise EngineError(f"{url} answered {e.status_code} with a body that is not a valid reply") from None
+        except (openai.APIResponseValidationError, ValueError):  # ValueError: a JSON body that does not parse
+            raise EngineError(f"{url} answered with a body that is not a JSON reply") from None
+        if not hasattr(reply, "model_dump"):  # the SDK hands a non-JSON body back as text
+            raise EngineError(f"{url} answered with a body that is not a JSON reply: {str(reply)[:100]!r}")
+        return reply.model_dump()
 
 
 def _error_text(resp: Any) -> str:

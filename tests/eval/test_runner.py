@@ -74,6 +74,17 @@ def test_crash_then_resume_has_no_duplicates(tmp_path):
     assert again.calls == [] and len(_lines(out)) == 10
 
 
+def test_whole_last_line_without_its_newline_is_kept(tmp_path):
+    out = tmp_path / "run"
+    run_eval(_bench(4), Solver(), out, batch_size=2, progress=False)
+    path = out / "results.jsonl"
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))  # killed between a record and its newline
+    solver = Solver()
+    run_eval(_bench(5), solver, out, batch_size=2, progress=False)
+    assert solver.calls == [["q4"]]  # q3 counts as done: kept, not cut
+    assert [r["id"] for r in _lines(out)] == ["q0", "q1", "q2", "q3", "q4"]
+
+
 def test_truncated_last_line_is_dropped_and_redone(tmp_path):
     out = tmp_path / "run"
     run_eval(_bench(4), Solver(), out, batch_size=2, progress=False)

@@ -38,7 +38,7 @@ class Fake:
                 pass
 
             def _answer(self, status, payload, headers):
-                data = json.dumps(payload).encode()
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -105,6 +105,11 @@ def test_fewer_choices_than_asked_is_an_error():
     one = Fake(lambda body, k: (200, reply(1), {}))
     with one as f, pytest.raises(EngineError, match=r"returned 1 choice\(s\) for n=3"):
         OpenAIEngine("m", base_url=f.url).generate([CONV], n=3, sampling=SamplingParams(temperature=1.0))
+
+
+def test_a_reply_that_is_not_json_is_a_clear_error():
+    with Fake(lambda body, k: (200, b"not json", {})) as f, pytest.raises(EngineError, match="not a JSON reply"):
+        OpenAIEngine("m", base_url=f.url, max_retries=0).generate([CONV])
 
 
 def test_server_down_is_a_clear_error():
