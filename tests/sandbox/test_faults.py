@@ -23,6 +23,7 @@ KEPT = {
     "OOM kill of the holder": None,
     "slow tool": "TimeoutError",
 }
+SIBLING_KILLERS = {"kill(-1)", "killpg of the sandbox"}
 
 
 def run_fault(fault: str, k: int, monkeypatch) -> tuple:
@@ -70,4 +71,10 @@ def test_fault_does_not_crash_the_run(fault, k, monkeypatch):
             assert len(outside.sessions) >= 2  # a new sandbox, the committed code replayed in it
     else:
         assert (faulty.error.type if faulty.error else None) == expected, faulty
-        assert not step.sandbox_rebuilt and len(outside.sessions) == 1  # prevented: the state was kept
+        if k > 1 and fault in SIBLING_KILLERS:
+            # The faulty candidate may also kill its siblings' processes, the winner's among
+            # them, after the winner answered: then the winner's state is rebuilt (its code
+            # replayed), which the step records.
+            assert step.sandbox_rebuilt == (len(outside.sessions) > 1)
+        else:
+            assert not step.sandbox_rebuilt and len(outside.sessions) == 1  # prevented: the state was kept
