@@ -92,8 +92,12 @@ class Outside:
             return True
 
         def kill_sandbox() -> bool:
-            """SIGKILL the whole sandbox (its launcher) from outside."""
-            os.kill(self.sessions[-1]._sandbox.proc.pid, signal.SIGKILL)
+            """SIGKILL every process of the sandbox from outside (an operator's kill -9)."""
+            for pid in _tree(self.sessions[-1]._sandbox.proc.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             time.sleep(0.2)
             return True
 
@@ -114,3 +118,52 @@ def script(fault: str, k: int) -> list:
     faulty = act(FAULTS[fault])
     middle = faulty if k == 1 else [faulty] + [act("print('benign')")] * (k - 1)
     return [act("x = 41"), middle, act("final_answer(x + 1)")]
+
+
+def run(fault: str, k: int, isolation: str) -> dict:
+    """One three-step run with `fault` at step 2: what the run and the step show."""
+    import tinyact.sandbox.session as session_mod
+    from tinyact import Agent, ReplayEngine
+    from tinyact.sandbox import Limits, open_session
+
+    session_mod.GRACE_S = 0.5  # so that the slow tool outlasts timeout + grace
+    limits = Limits(memory_mb=256, cpu_s=5, timeout_s=5, processes=48, scratch_mb=64)
+    outside = Outside(lambda tools: open_session(isolation=isolation, tools=tools, limits=limits, allow_unsafe=True))
+    agent = Agent(ReplayEngine(script(fault, k)), tools=outside.tools(), sandbox=outside.opener, samples=k,
+                  temperature=0.5 if k > 1 else 0.0, exec_timeout=1.0 if fault == "slow tool" else 5.0)  # fmt: skip
+    t = time.perf_counter()
+    try:
+        result = agent.run("answer 42")
+    except Exception as e:  # noqa: BLE001 - what the table is about
+        return {"outcome": f"crashed: {type(e).__name__}", "seconds": time.perf_counter() - t}
+    finally:
+        agent.sessions.close_all()
+    step = result.steps[1]
+    faulty = step.result if k == 1 else step.candidates[0].result
+    shown = faulty.error.type if faulty and faulty.error else "-"
+    state = "rebuilt" if step.sandbox_rebuilt or len(outside.sessions) > 1 else "kept"
+    ok = result.answer == 42
+    return {"outcome": state if ok else f"wrong answer {result.answer!r}", "shown": shown,
+            "seconds": time.perf_counter() - t}  # fmt: skip
+
+
+def main() -> None:
+    """Print the README's reliability table: `python -m tests.sandbox.faults [isolation ...]`."""
+    import sys
+
+    from tinyact.sandbox.process import probe_isolation
+
+    isolations = sys.argv[1:] or [n for n in ("bwrap", "unshare", "none") if probe_isolation()[n][0]]
+    print("| fault | " + " | ".join(f"{iso} k=1 | {iso} k=4" for iso in isolations) + " |")
+    print("|---|" + "---|---|" * len(isolations))
+    for fault in FAULTS:
+        cells = []
+        for iso in isolations:
+            for k in (1, 4):
+                r = run(fault, k, iso)
+                cells.append(f"{r['outcome']} ({r.get('shown', '')})")
+        print(f"| {fault} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -36,6 +36,8 @@ def _open(isolation: str):
 
 @pytest.mark.parametrize("isolation", _isolations())
 def test_fork_bomb_in_one_sandbox_does_not_starve_another(isolation):
+    if os.geteuid() != 0 and isolation != "docker":
+        pytest.skip("without root the sandboxes of one user share its process budget (tinyact sandbox doctor says so)")
     with _open(isolation) as bomber, _open(isolation) as other:
         if os.geteuid() == 0 or isolation == "docker":
             uid = "uid" if isolation == "docker" else "host_uid"
