@@ -84,7 +84,12 @@ class Outside:
     def tools(self) -> list[Callable[..., Any]]:
         def oom_kill(pid: int) -> bool:
             """SIGKILL the sandbox process `pid` from outside, as the OOM killer would."""
-            target = host_pid(self.sessions[-1]._sandbox.proc.pid, pid)
+            box = self.sessions[-1]._sandbox
+            if box.backend == "docker":  # from a process of the container's own uid (no capabilities there)
+                box.container.exec_run(["python3", "-c", f"import os; os.kill({pid}, 9)"], user=f"{box.uid}:{box.uid}")
+                time.sleep(0.2)
+                return True
+            target = host_pid(box.proc.pid, pid)
             if target is None:
                 return False
             os.kill(target, signal.SIGKILL)
@@ -93,7 +98,12 @@ class Outside:
 
         def kill_sandbox() -> bool:
             """SIGKILL every process of the sandbox from outside (an operator's kill -9)."""
-            for pid in _tree(self.sessions[-1]._sandbox.proc.pid):
+            box = self.sessions[-1]._sandbox
+            if box.backend == "docker":
+                box.container.kill()
+                time.sleep(0.2)
+                return True
+            for pid in _tree(box.proc.pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -128,7 +138,8 @@ def run(fault: str, k: int, isolation: str) -> dict:
 
     session_mod.GRACE_S = 0.5  # so that the slow tool outlasts timeout + grace
     limits = Limits(memory_mb=256, cpu_s=5, timeout_s=5, processes=48, scratch_mb=64)
-    outside = Outside(lambda tools: open_session(isolation=isolation, tools=tools, limits=limits, allow_unsafe=True))
+    kw = {"backend": "docker"} if isolation == "docker" else {"isolation": isolation, "allow_unsafe": True}
+    outside = Outside(lambda tools: open_session(tools=tools, limits=limits, **kw))
     agent = Agent(ReplayEngine(script(fault, k)), tools=outside.tools(), sandbox=outside.opener, samples=k,
                   temperature=0.5 if k > 1 else 0.0, exec_timeout=1.0 if fault == "slow tool" else 5.0)  # fmt: skip
     t = time.perf_counter()
