@@ -165,6 +165,12 @@ def main() -> None:
     from tinyact.sandbox.process import probe_isolation
 
     isolations = sys.argv[1:] or [n for n in ("bwrap", "unshare", "none") if probe_isolation()[n][0]]
+    if "docker" in isolations:
+        from tests.sandbox.docker_engine import ensure_docker
+
+        reason = ensure_docker()  # starts a dockerd of its own when none answers
+        if reason:
+            sys.exit(f"docker: {reason}")
     print("| fault | " + " | ".join(f"{iso} k=1 | {iso} k=4" for iso in isolations) + " |")
     print("|---|" + "---|---|" * len(isolations))
     for fault in FAULTS:
