@@ -15,27 +15,51 @@ _CHECKS = r"""
 import os, socket, ctypes, resource
 def line(name, ok, detail=''):
     print(name, 'ok' if ok else 'FAIL', detail, sep='\t')
-try:
-    socket.socket(socket.AF_INET); line('seccomp: inet sockets denied', False)
-except PermissionError:
-    line('seccomp: inet sockets denied', True)
+opened = []
+for family in range(64):
+    try:
+        socket.socket(family, socket.SOCK_STREAM).close(); opened.append(family)
+    except OSError:
+        pass
+line('seccomp: sockets of AF_UNIX only', opened in ([], [1]), f'families that open: {opened}')
 libc = ctypes.CDLL(None)
 line('seccomp: ptrace/mount/unshare denied', libc.ptrace(16, 1, 0, 0) == -1 and libc.unshare(0x10000000) == -1
      and libc.mount(b'none', b'/', b'tmpfs', 0, None) == -1)
 lim = {n: resource.getrlimit(getattr(resource, 'RLIMIT_' + n))[1] for n in ('AS', 'CPU', 'FSIZE', 'NOFILE', 'NPROC')}
 line('rlimits set', all(v != resource.RLIM_INFINITY for v in lim.values()), ', '.join(f'{k}={v}' for k, v in lim.items()))
-line('unprivileged user', os.getuid() != 0, f'uid {os.getuid()}')
-line('host files hidden', not any(os.path.exists(p) for p in HOST_PATHS), ', '.join(HOST_PATHS))
+line('unprivileged user', os.getuid() != 0, f'uid {os.getuid()} inside')
+st = os.statvfs('.')
+size_mb = st.f_blocks * st.f_frsize // 2**20
+line('scratch size limited', size_mb <= SCRATCH_MB, f'{size_mb} MiB file system under the working directory')
+seen = [p for p in HOST_PATHS if os.path.exists(p)]
+line('host files hidden', not seen, 'visible: ' + ', '.join(seen) if seen else ', '.join(HOST_PATHS))
 line('no host environment', set(os.environ) <= {'PATH', 'LANG', 'LC_ALL', 'PYTHONDONTWRITEBYTECODE',
      'PYTHONIOENCODING', 'HOME', 'TMPDIR', 'PWD', 'HOSTNAME'}, ','.join(sorted(os.environ)))
 """
 
 
+def _budget_row(backend: str, session) -> tuple[bool, str]:
+    """Whether this sandbox's process limit is its own, and why (see tinyact.sandbox.uids)."""
+    import os
+
+    uid = getattr(session._sandbox, "host_uid", None) or getattr(session._sandbox, "uid", None)
+    if backend == "docker":
+        own = uid not in (None, 65534)
+        return True, f"pids cgroup per container; host uid {uid}" + ("" if own else " (shared RLIMIT_NPROC)")
+    if os.geteuid() == 0:
+        return True, f"host uid {uid} of its own (reserved range): RLIMIT_NPROC counts this sandbox only"
+    return False, (
+        f"runs as you (uid {os.geteuid()}): RLIMIT_NPROC counts all your processes and sandboxes together; "
+        "run as root (or use docker) for a budget per sandbox"
+    )
+
+
 @app.command()
 def doctor(
     backend: str = typer.Option("process", help="process or docker"),
+    isolation: str = typer.Option("auto", help="process backend: auto, bwrap, unshare or none"),
 ) -> None:
-    """Show the isolation the sandbox would use here and which checks pass."""
+    """Show the isolation the sandbox would use here, for this user, and which checks pass."""
     from rich.console import Console
     from rich.table import Table
 
@@ -53,8 +77,11 @@ def doctor(
         for name in ("bwrap", "unshare"):
             works, detail = probe[name]
             table.add_row(f"isolation {name}", mark[works], detail)
-        chosen = best_isolation()
-        table.add_row("chosen isolation", f"[bold]{chosen}[/bold]", "bwrap > unshare > none")
+        chosen = best_isolation() if isolation == "auto" else isolation
+        import os
+
+        who = "root" if os.geteuid() == 0 else f"uid {os.geteuid()} (not root)"
+        table.add_row("chosen isolation", f"[bold]{chosen}[/bold]", f"bwrap > unshare > none, for {who}")
         if chosen == "none":
             console.print("[bold red]!!! no OS isolation here: sessions are refused unless allow_unsafe=True[/bold red]")
     else:
@@ -70,16 +97,19 @@ def doctor(
 
     try:
         t = time.perf_counter()
-        with open_session(backend=backend, allow_unsafe=True) as s:  # type: ignore[arg-type]
+        kw = {"isolation": isolation} if backend == "process" else {}
+        with open_session(backend=backend, allow_unsafe=True, **kw) as s:  # type: ignore[arg-type]
             started = time.perf_counter() - t
             table.add_row("session starts", mark[True], f"{started * 1e3:.0f} ms, {s.isolation}, python {s.info.get('python')}")
-            host_paths = [str(Path(__file__).resolve().parent), str(Path(sys.executable).resolve())]
-            r = s.execute(f"HOST_PATHS = {host_paths!r}\n" + _CHECKS)
+            host_paths = [str(Path(__file__).resolve().parent), str(Path(sys.executable).resolve()), "/etc/passwd"]
+            r = s.execute(f"HOST_PATHS = {host_paths!r}\nSCRATCH_MB = {s.limits.scratch_mb}\n" + _CHECKS)
             for row in r.stdout.splitlines():
                 name, result, detail = (row.split("\t") + ["", ""])[:3]
                 table.add_row(name, mark[result == "ok"], detail)
             if r.error:
                 table.add_row("checks ran", mark[False], f"{r.error.type}: {r.error.message}")
+            own, detail = _budget_row(backend, s)
+            table.add_row("process budget per sandbox", mark[own], detail)
             t = time.perf_counter()
             for _ in range(50):
                 s.execute("pass")

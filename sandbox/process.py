@@ -1,18 +1,9 @@
 """Process backend: the worker runs as a local process tree, isolated by the
 strongest mechanism this machine has.
 
-- ``bwrap``: ``--unshare-all`` (user, pid, net, ipc, uts, cgroup, mount), an
-  empty root holding only read-only /usr (and the /bin, /lib symlinks), /proc,
-  a minimal /dev and a size-limited tmpfs for scratch files; uid/gid 65534,
-  ``--die-with-parent``, ``--new-session``, cleared environment.
-- ``unshare``: net, pid, mount, ipc and uts namespaces (plus user namespaces
-  when not root: one mapped to root that mounts, one mapping 65534 to the
-  user that runs the worker). The file system stays visible, except the
-  folders where people's files live (``HIDDEN``: /tmp, /home, /root, ...),
-  which the sandbox sees empty. Scratch files live on a size-limited tmpfs
-  over a private host temp dir, visible in the sandbox's mount namespace only.
-- ``none``: a plain child process. Refused unless ``allow_unsafe=True``; logs
-  a loud warning.
+bwrap > unshare > none; how each is invoked and which work here is
+``isolation.py``. ``none`` is refused unless ``allow_unsafe=True`` and logs a
+loud warning.
 
 When the host runs as root each sandbox runs as a host uid of its own
 (``uids.py``), so that its process limit is its own; otherwise as the user.
@@ -24,14 +15,12 @@ any user code runs, and starts with an environment that holds no host variables.
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import logging
 import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -40,43 +29,35 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tinyact.errors import SandboxError, SandboxErrorCode
+from tinyact.sandbox.isolation import (
+    HIDDEN,
+    SANDBOX_DIR,
+    SANDBOX_ENV,
+    TMP_PREFIX,
+    WORKER_DIR,
+    Isolation,
+    _boot_code,
+    _bwrap_argv,
+    _extra_ro_paths,
+    _host_user,
+    _sandbox_python,
+    _tmp_root,
+    _unshare_argv,
+    best_isolation,
+    probe_isolation,
+)
 from tinyact.sandbox.limits import Limits
 from tinyact.sandbox.seccomp import filter_bpf
 from tinyact.sandbox.session import Channel, RefCounted, Session
-from tinyact.sandbox.uids import NOBODY, lease_uid
+from tinyact.sandbox.uids import lease_uid
 
-__all__ = ["Isolation", "ProcessSandbox", "best_isolation", "probe_isolation", "start_process_session"]
+__all__ = [
+    "HIDDEN", "TMP_PREFIX", "Isolation", "ProcessSandbox", "best_isolation", "probe_isolation", "start_process_session",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-Isolation = Literal["bwrap", "unshare", "none"]
-HERE = Path(__file__).resolve().parent
-WORKER_DIR = HERE / "worker"  # the package that runs inside, shipped as a unit
-SANDBOX_DIR = "/.tinyact"  # inside bwrap: worker code and per-session scratch dirs
-SANDBOX_ENV = {
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
-    "LANG": "C.UTF-8",
-    "LC_ALL": "C.UTF-8",
-    "PYTHONDONTWRITEBYTECODE": "1",
-    "PYTHONIOENCODING": "utf-8",
-}
 START_TIMEOUT_S = 30.0
-TMP_PREFIX = "tinyact-sandbox-"  # + owner pid + "-" + random: host-side files of one sandbox
-
-
-def _tmp_root() -> str:
-    """Where host-side sandbox files go: the temp dir, if uid 65534 can reach it."""
-    candidates = [tempfile.gettempdir(), "/tmp", "/dev/shm", "/var/tmp"]
-    if os.geteuid() != 0:
-        return candidates[0]
-    for cand in candidates:
-        p = Path(cand)
-        try:
-            if p.is_dir() and all(q.stat().st_mode & 0o001 for q in (p, *p.parents)):
-                return str(p)
-        except OSError:
-            continue
-    return candidates[0]
 
 
 def _sweep_tmp_dirs() -> None:
@@ -93,169 +74,6 @@ def _sweep_tmp_dirs() -> None:
             continue
         if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _sandbox_python() -> str:
-    """The interpreter inside bwrap: the system one under /usr (always mounted)."""
-    for cand in ("/usr/bin/python3", "/usr/local/bin/python3"):
-        if os.path.exists(cand) and os.path.realpath(cand).startswith("/usr/"):
-            return cand
-    return os.path.realpath(sys.executable)
-
-
-def _boot_code(lib: str) -> str:
-    """`python3 -c` code that starts the worker package found in `lib`."""
-    return f"import sys; sys.path.insert(0, {lib!r}); from worker.boot import main; main()"
-
-
-def _host_user(uid: int = NOBODY) -> dict[str, Any]:
-    """Popen arguments that start the launcher as `uid` when we are root.
-
-    Run as root, bwrap maps the sandbox user onto host root, and the kernel
-    never applies RLIMIT_NPROC to root: a fork bomb would go unchecked. As
-    another user, bwrap builds an unprivileged user namespace and the limit holds.
-    """
-    if os.geteuid() != 0:
-        return {}
-    return {"user": uid, "group": uid, "extra_groups": []}
-
-
-def _bwrap_argv(scratch_mb: int, extra_ro: list[str], lib: str | None = None) -> list[str]:
-    argv = [
-        shutil.which("bwrap") or "bwrap",
-        "--unshare-all",
-        "--as-pid-1",  # our init is PID 1: the code cannot kill it, not even with kill(-1)
-        "--die-with-parent",
-        "--new-session",
-        "--clearenv",
-        "--uid", "65534",
-        "--gid", "65534",
-        "--hostname", "sandbox",
-        "--ro-bind", "/usr", "/usr",
-        "--symlink", "usr/bin", "/bin",
-        "--symlink", "usr/sbin", "/sbin",
-        "--symlink", "usr/lib", "/lib",
-        "--proc", "/proc",
-        "--dev", "/dev",
-    ]  # fmt: skip
-    if os.path.isdir("/usr/lib64"):
-        argv += ["--symlink", "usr/lib64", "/lib64"]
-    for path in extra_ro:
-        argv += ["--ro-bind", path, path]
-    argv += [
-        "--perms", "1777", "--size", str(scratch_mb * 1024 * 1024), "--tmpfs", f"{SANDBOX_DIR}/scratch",
-        "--symlink", "/proc/self/fd/3", "/scratch",
-        "--symlink", "/proc/self/fd/3", "/tmp",
-        "--dir", f"{SANDBOX_DIR}/lib",
-    ]  # fmt: skip
-    argv += ["--ro-bind", os.path.join(lib, "worker") if lib else str(WORKER_DIR), f"{SANDBOX_DIR}/lib/worker"]
-    for key, value in {**SANDBOX_ENV, "HOME": "/scratch", "TMPDIR": "/scratch"}.items():
-        argv += ["--setenv", key, value]
-    argv += ["--remount-ro", "/", "--chdir", "/"]  # only the scratch tmpfs stays writable
-    return argv
-
-
-def _extra_ro_paths(python: str) -> list[str]:
-    """Host paths the interpreter needs when it is not under /usr."""
-    real = os.path.realpath(python)
-    if real.startswith("/usr/"):
-        return []
-    prefix = Path(real).parent.parent  # e.g. ~/.pyenv/versions/3.11.7
-    return [str(prefix)]
-
-
-@functools.cache
-def probe_isolation() -> dict[str, tuple[bool, str]]:
-    """Which isolation mechanisms work here: name -> (works, detail). Cached per process."""
-    out: dict[str, tuple[bool, str]] = {}
-    bwrap = shutil.which("bwrap")
-    if not bwrap:
-        out["bwrap"] = (False, "bwrap not found (apt-get install bubblewrap)")
-    else:
-        py = _sandbox_python()
-        argv = _bwrap_argv(1, _extra_ro_paths(py))
-        # the worker files are bound by _bwrap_argv; just check the interpreter starts
-        r = _run([*argv, py, "-c", "print(1)"], **_host_user())
-        out["bwrap"] = (r[0], r[1] or bwrap)
-    unshare = shutil.which("unshare")
-    if not unshare:
-        out["unshare"] = (False, "unshare not found (util-linux)")
-    else:
-        with tempfile.TemporaryDirectory(prefix=TMP_PREFIX + "probe-", dir=_tmp_root()) as probe_dir:
-            os.chmod(probe_dir, 0o755)
-            os.mkdir(os.path.join(probe_dir, "data"))
-            r = _run([*_unshare_argv(probe_dir, os.path.join(probe_dir, "data"), 1, os.geteuid() or NOBODY), "true"])
-        out["unshare"] = (r[0], r[1] or unshare)
-    out["none"] = (True, "no isolation besides rlimits and seccomp")
-    return out
-
-
-def _run(argv: list[str], **kw: Any) -> tuple[bool, str]:
-    try:
-        p = subprocess.run(
-            argv, capture_output=True, timeout=20, stdin=subprocess.DEVNULL, env=SANDBOX_ENV, cwd="/", **kw
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return False, f"{type(e).__name__}: {e}"
-    if p.returncode != 0:
-        return False, p.stderr.decode(errors="replace").strip().splitlines()[-1:][0] if p.stderr else f"exit {p.returncode}"
-    return True, ""
-
-
-# Runs first in the new namespaces: hide the folders where people's own files live behind
-# empty tmpfs mounts, put the sandbox's host folder back (through fd 9, opened before),
-# mount the size-limited scratch tmpfs, then exec the command.
-# Arguments: scratch mount options, the sandbox folder, its scratch root, the folders to hide, "--", argv.
-_SETUP_MOUNTS = """set -e
-opts=$1 sbx=$2 data=$3
-shift 3
-exec 9<"$sbx"
-while [ "$1" != "--" ]; do mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev tinyact-hidden "$1"; shift; done
-shift
-mkdir -p "$sbx"
-mount --no-canonicalize --rbind /proc/self/fd/9 "$sbx"
-exec 9<&-
-mount -t tmpfs -o "$opts" tinyact-scratch "$data"
-exec "$@"
-"""
-HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/home", "/root", "/run/user", "/srv", "/mnt", "/media")
-"""Host folders an unshare sandbox sees empty (the rest of the file system stays readable)."""
-
-
-def _hidden(keep: str) -> list[str]:
-    """The HIDDEN folders that exist here, except those holding `keep` (the interpreter)."""
-    out = []
-    for path in HIDDEN:
-        if os.path.isdir(path) and not os.path.islink(path) and not keep.startswith(path.rstrip("/") + "/"):
-            out.append(path)
-    return out
-
-
-def _unshare_argv(sbx: str, data: str, scratch_mb: int, uid: int) -> list[str]:
-    """unshare, then the mounts of _SETUP_MOUNTS (`sbx`: the sandbox's host folder, `data`: its scratch root).
-
-    As root the worker drops to `uid` itself. Otherwise the first user namespace
-    maps the user to root (to mount), and a second one maps 65534 to the user:
-    the worker runs as 65534 with no capability, as under bwrap.
-    """
-    unshare = shutil.which("unshare") or "unshare"
-    argv = [unshare, "--net", "--pid", "--fork", "--mount", "--mount-proc", "--ipc", "--uts", "--kill-child"]
-    opts = f"size={scratch_mb}m,mode=0700,nosuid,nodev"
-    hidden = _hidden(os.path.realpath(_sandbox_python()))
-    if os.geteuid() != 0:
-        argv.insert(1, "--map-root-user")  # implies --user
-        return [*argv, "/bin/sh", "-c", _SETUP_MOUNTS, "sh", opts, sbx, data, *hidden, "--",
-                unshare, "--map-user=65534", "--map-group=65534"]  # fmt: skip
-    return [*argv, "/bin/sh", "-c", _SETUP_MOUNTS, "sh", f"{opts},uid={uid},gid={uid}", sbx, data, *hidden, "--"]
-
-
-def best_isolation() -> Isolation:
-    """The strongest isolation that works here ("none" when nothing does)."""
-    probe = probe_isolation()
-    for name in ("bwrap", "unshare"):
-        if probe[name][0]:
-            return name  # type: ignore[return-value]
-    return "none"
 
 
 class ProcessSandbox(RefCounted):
@@ -456,7 +274,7 @@ def start_process_session(
             )
         log.warning(
             "!!! tinyact sandbox running WITHOUT OS isolation: the code can read every file "
-            "uid 65534 (or you) can read. Install bubblewrap. !!!"
+            "its uid (a uid of its own when root, else yours) can read. Install bubblewrap. !!!"
         )
     box = ProcessSandbox(chosen, limits, sorted(tools))
     chan, hello = box.start()

@@ -26,7 +26,8 @@ import sys
 
 from . import procs
 from .protocol import Channel
-from .worker import SCRATCH_FD, Worker
+from .procs import SCRATCH_FD
+from .worker import Worker
 
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_SECCOMP = 22

@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
+import shutil
 import signal
 import socket
 import time
+
+SCRATCH_FD = 3
+"""The session's own scratch directory: /scratch (and the cwd) resolve through /proc/self/fd/3."""
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -131,3 +136,40 @@ def kill_strays(pgid: int | None, keep: set[int], may_have_children: bool) -> No
                 os.waitpid(p, 0)
             except OSError:
                 pass
+
+
+def new_scratch(path: str, cwd: str) -> None:
+    """Give this process (a new fork) its own copy of the scratch directory, on fd 3, at `path`."""
+    src = f"/proc/self/fd/{SCRATCH_FD}"
+    try:
+        with os.scandir(src) as it:
+            empty = next(it, None) is None
+        if empty:
+            os.mkdir(path, 0o700)
+        else:
+            shutil.copytree(src, path, symlinks=True)
+            os.chmod(path, 0o700)
+    except (OSError, shutil.Error):
+        os.makedirs(path, 0o700, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    os.dup2(fd, SCRATCH_FD, inheritable=True)
+    os.close(fd)
+    try:
+        os.chdir(cwd)
+    except OSError:
+        pass
+
+
+def refresh_if_cpu_spent(cpu_s: float) -> None:
+    """RLIMIT_CPU counts per process: a holder that ran a long execute could hit it
+    while idle, so hand the state to a fresh fork (this process exits) when over half used."""
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    if used.ru_utime + used.ru_stime < cpu_s / 2:
+        return
+    try:
+        pid = os.fork()
+    except OSError:
+        return  # try again after the next execute
+    if pid != 0:
+        os._exit(0)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)

@@ -24,9 +24,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
-import resource
 import select
-import shutil
 import signal
 import socket
 import sys
@@ -38,7 +36,6 @@ from .capture import Capture, clean, read_output
 from .execute import ToolError, death_error, final_answer, make_tool, run_code, warm_up
 from .protocol import HEADER, Channel, ProtocolError, encode, read_frame, write_all
 
-SCRATCH_FD = 3
 TAIL_DELAY_S = 0.002
 # An execute that finds the process limit reached waits this long for processes that are
 # ending (closed forks, killed strays) to free a slot before it fails.
@@ -160,7 +157,7 @@ class Worker:
                         self._commit()
                         os._exit(0)
                 if self._commit():
-                    self._refresh_if_cpu_spent()
+                    procs.refresh_if_cpu_spent(float(self.limits["cpu_s"]))
                 self._spawn_standby()
                 if self.standby is None:
                     self._serve_one_without_standby()
@@ -253,7 +250,7 @@ class Worker:
                     self.chan.close()
                     self.chan = Channel(b)
                     self.forks = set()
-                    self._new_scratch(tag)
+                    procs.new_scratch(os.path.join(self.scratch_root, tag), self.cfg["scratch"])
                     procs.prctl(procs.PR_SET_CHILD_SUBREAPER, 1)
                 except BaseException:
                     os._exit(4)
@@ -268,28 +265,6 @@ class Worker:
         self.chan.send({"op": "forked", "id": msg.get("id"), "pids": pids}, fds=[e.fileno() for e in ends])
         for end in ends:
             end.close()
-
-    def _new_scratch(self, tag: str) -> None:
-        """Give this process its own copy of the scratch directory on fd 3."""
-        new = os.path.join(self.scratch_root, tag)
-        src = f"/proc/self/fd/{SCRATCH_FD}"
-        try:
-            with os.scandir(src) as it:
-                empty = next(it, None) is None
-            if empty:
-                os.mkdir(new, 0o700)
-            else:
-                shutil.copytree(src, new, symlinks=True)
-                os.chmod(new, 0o700)
-        except (OSError, shutil.Error):
-            os.makedirs(new, 0o700, exist_ok=True)
-        fd = os.open(new, os.O_RDONLY | os.O_DIRECTORY)
-        os.dup2(fd, SCRATCH_FD, inheritable=True)
-        os.close(fd)
-        try:
-            os.chdir(self.cfg["scratch"])
-        except OSError:
-            pass
 
     def _reap(self) -> None:
         while True:
@@ -485,18 +460,3 @@ class Worker:
             pass
         os.close(fd)
         return True
-
-    def _refresh_if_cpu_spent(self) -> None:
-        """RLIMIT_CPU counts per process: a holder that ran a long execute could
-        hit it while idle, so hand the state to a fresh fork when over half used."""
-        cpu = float(self.limits["cpu_s"])
-        used = resource.getrusage(resource.RUSAGE_SELF)
-        if used.ru_utime + used.ru_stime < cpu / 2:
-            return
-        try:
-            pid = os.fork()
-        except OSError:
-            return  # try again after the next execute
-        if pid != 0:
-            os._exit(0)
-        procs.prctl(procs.PR_SET_CHILD_SUBREAPER, 1)

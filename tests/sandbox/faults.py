@@ -84,7 +84,12 @@ class Outside:
     def tools(self) -> list[Callable[..., Any]]:
         def oom_kill(pid: int) -> bool:
             """SIGKILL the sandbox process `pid` from outside, as the OOM killer would."""
-            target = host_pid(self.sessions[-1]._sandbox.proc.pid, pid)
+            box = self.sessions[-1]._sandbox
+            if box.backend == "docker":  # from a process of the container's own uid (no capabilities there)
+                box.container.exec_run(["python3", "-c", f"import os; os.kill({pid}, 9)"], user=f"{box.uid}:{box.uid}")
+                time.sleep(0.2)
+                return True
+            target = host_pid(box.proc.pid, pid)
             if target is None:
                 return False
             os.kill(target, signal.SIGKILL)
@@ -92,8 +97,17 @@ class Outside:
             return True
 
         def kill_sandbox() -> bool:
-            """SIGKILL the whole sandbox (its launcher) from outside."""
-            os.kill(self.sessions[-1]._sandbox.proc.pid, signal.SIGKILL)
+            """SIGKILL every process of the sandbox from outside (an operator's kill -9)."""
+            box = self.sessions[-1]._sandbox
+            if box.backend == "docker":
+                box.container.kill()
+                time.sleep(0.2)
+                return True
+            for pid in _tree(box.proc.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             time.sleep(0.2)
             return True
 
@@ -114,3 +128,59 @@ def script(fault: str, k: int) -> list:
     faulty = act(FAULTS[fault])
     middle = faulty if k == 1 else [faulty] + [act("print('benign')")] * (k - 1)
     return [act("x = 41"), middle, act("final_answer(x + 1)")]
+
+
+def run(fault: str, k: int, isolation: str) -> dict:
+    """One three-step run with `fault` at step 2: what the run and the step show."""
+    import tinyact.sandbox.session as session_mod
+    from tinyact import Agent, ReplayEngine
+    from tinyact.sandbox import Limits, open_session
+
+    session_mod.GRACE_S = 0.5  # so that the slow tool outlasts timeout + grace
+    limits = Limits(memory_mb=256, cpu_s=5, timeout_s=5, processes=48, scratch_mb=64)
+    kw = {"backend": "docker"} if isolation == "docker" else {"isolation": isolation, "allow_unsafe": True}
+    outside = Outside(lambda tools: open_session(tools=tools, limits=limits, **kw))
+    agent = Agent(ReplayEngine(script(fault, k)), tools=outside.tools(), sandbox=outside.opener, samples=k,
+                  temperature=0.5 if k > 1 else 0.0, exec_timeout=1.0 if fault == "slow tool" else 5.0)  # fmt: skip
+    t = time.perf_counter()
+    try:
+        result = agent.run("answer 42")
+    except Exception as e:  # noqa: BLE001 - what the table is about
+        return {"outcome": f"crashed: {type(e).__name__}", "seconds": time.perf_counter() - t}
+    finally:
+        agent.sessions.close_all()
+    step = result.steps[1]
+    faulty = step.result if k == 1 else step.candidates[0].result
+    shown = faulty.error.type if faulty and faulty.error else "-"
+    state = "rebuilt" if step.sandbox_rebuilt or len(outside.sessions) > 1 else "kept"
+    ok = result.answer == 42
+    return {"outcome": state if ok else f"wrong answer {result.answer!r}", "shown": shown,
+            "seconds": time.perf_counter() - t}  # fmt: skip
+
+
+def main() -> None:
+    """Print the README's reliability table: `python -m tests.sandbox.faults [isolation ...]`."""
+    import sys
+
+    from tinyact.sandbox.process import probe_isolation
+
+    isolations = sys.argv[1:] or [n for n in ("bwrap", "unshare", "none") if probe_isolation()[n][0]]
+    if "docker" in isolations:
+        from tests.sandbox.docker_engine import ensure_docker
+
+        reason = ensure_docker()  # starts a dockerd of its own when none answers
+        if reason:
+            sys.exit(f"docker: {reason}")
+    print("| fault | " + " | ".join(f"{iso} k=1 | {iso} k=4" for iso in isolations) + " |")
+    print("|---|" + "---|---|" * len(isolations))
+    for fault in FAULTS:
+        cells = []
+        for iso in isolations:
+            for k in (1, 4):
+                r = run(fault, k, iso)
+                cells.append(f"{r['outcome']} ({r.get('shown', '')})")
+        print(f"| {fault} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

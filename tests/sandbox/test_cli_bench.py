@@ -7,12 +7,41 @@ from typer.testing import CliRunner
 from tinyact.cli import app
 
 
+def _rows(output: str) -> dict[str, str]:
+    """check name -> result, from the doctor's table (rows may wrap: first line only)."""
+    out = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) >= 2 and cells[0] and cells[1] in ("ok", "FAIL"):
+            out[cells[0]] = cells[1]
+    return out
+
+
 def test_doctor_reports_isolation_and_checks():
-    r = CliRunner().invoke(app, ["sandbox", "doctor"])
+    import os
+
+    r = CliRunner().invoke(app, ["sandbox", "doctor"], terminal_width=200)
     assert r.exit_code == 0, r.output
     assert "chosen isolation" in r.output and "bwrap" in r.output
-    assert "seccomp: inet sockets denied" in r.output
-    assert "FAIL" not in r.output
+    rows = _rows(r.output)
+    assert rows["seccomp: sockets of AF_UNIX only"] == "ok" and rows["scratch size limited"] == "ok"
+    assert rows["host files hidden"] == "ok"
+    # the process budget is a sandbox's own only where a uid of its own can be had (root)
+    assert rows["process budget per sandbox"] == ("ok" if os.geteuid() == 0 else "FAIL")
+
+
+def test_doctor_says_what_unshare_does_not_hide():
+    from tinyact.sandbox.process import probe_isolation
+
+    if not probe_isolation()["unshare"][0]:
+        import pytest
+
+        pytest.skip("unshare does not work here")
+    r = CliRunner().invoke(app, ["sandbox", "doctor", "--isolation", "unshare"], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    rows = _rows(r.output)
+    assert rows["host files hidden"] == "FAIL" and "/etc/passwd" in r.output  # the truth: the host is visible
+    assert rows["seccomp: sockets of AF_UNIX only"] == "ok" and rows["scratch size limited"] == "ok"
 
 
 def test_bench_measures_the_sandbox(capsys):

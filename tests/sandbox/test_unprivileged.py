@@ -25,7 +25,10 @@ from tinyact.sandbox.process import probe_isolation
 
 USER = "tinyact-nobody"
 REPO = Path(__file__).resolve().parents[2]
-SUITES = ["tests/sandbox/test_session.py", "tests/sandbox/test_protocol.py", "tests/sandbox/security"]
+SUITES = [
+    "tests/sandbox/test_session.py", "tests/sandbox/test_protocol.py", "tests/sandbox/test_faults.py",
+    "tests/sandbox/test_tenants.py", "tests/sandbox/security",
+]  # fmt: skip
 
 pytestmark = [
     pytest.mark.slow,
