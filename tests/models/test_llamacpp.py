@@ -189,3 +189,18 @@ def test_serve_model_llamacpp_rejects_lora():
     assert r.returncode != 0 and "LoRA adapters are served by vLLM only" in r.stderr, r.stderr
 
 
+
+
+def test_a_model_folder_exports_to_gguf_that_llamacpp_runs(smollm2_path, tmp_path):
+    """A merged student is a folder like smollm2's prepared one: llama.cpp's converter, then its quantizer."""
+    from tinyact.models.engines.llamacpp import LlamaCppEngine
+    from tinyact.models.gguf_export import export_gguf
+
+    out = export_gguf(smollm2_path, tmp_path / "student.gguf", "q8_0")
+    with LlamaCppEngine(out, n_ctx=512) as engine:
+        assert "<|im_start|>" in engine.template.source  # the folder's chat template travelled along
+        count = [Message(role="user", content="Count from 1 to 10, separated by commas.")]
+        (c,) = engine.generate([count], sampling=SamplingParams(temperature=0, max_tokens=12))[0]
+    assert c.text.startswith("1, 2, 3"), c.text
+    with pytest.raises(ConfigError, match="quant must be one of"):
+        export_gguf(smollm2_path, tmp_path / "x.gguf", "q3_weird")
