@@ -116,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--tasks", type=int, default=35)
-    parser.add_argument("--engine", default="transformers", help="transformers | vllm")
+    parser.add_argument("--engine", default="transformers", help="transformers | vllm | llamacpp")
     parser.add_argument("--max-steps", type=int, default=5)
     parser.add_argument("--prompts", nargs="+", default=["full", "short"])
     parser.add_argument("--time-budget", type=float, default=None,

@@ -1,7 +1,7 @@
 """Self-consistency benchmark: accuracy and seconds per task for k = 1, 4, 8 on the
 seeded code tasks, for each engine, in one run; the cost of k=8 relative to k=1.
 
-Run: python -m tinyact.bench.consistency [--tasks 14] [--engines transformers vllm]
+Run: python -m tinyact.bench.consistency [--tasks 14] [--engines transformers llamacpp vllm]
                                             [--ks 1 4 8] [--plot bench/results/consistency.png]
 """
 
@@ -37,7 +37,8 @@ def measure(engine, ks: list[int], n_tasks: int, max_steps: int, seed: int) -> l
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
-    parser.add_argument("--engines", nargs="+", default=["transformers", "vllm"])
+    parser.add_argument("--engines", nargs="+", default=["transformers", "llamacpp"],
+                        help="transformers | vllm | llamacpp (each in turn, one run)")
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 4, 8])
     parser.add_argument("--tasks", type=int, default=14)
     parser.add_argument("--max-steps", type=int, default=5)

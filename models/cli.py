@@ -103,6 +103,24 @@ def models_path(name: str) -> None:
     print(path)
 
 
+@app.command("export-gguf")
+def models_export_gguf(
+    folder: Annotated[str, typer.Argument(help="A Hugging Face model folder, e.g. a merged student (`tinyact distill merge`).")],
+    out: Annotated[str, typer.Option(help="The GGUF file to write.")],
+    quant: Annotated[str, typer.Option(help="f16 | q8_0 | q6_k | q5_k_m | q4_k_m | q4_0")] = "q4_k_m",
+) -> None:
+    """Export a model folder to GGUF for the llama.cpp engine (llama.cpp's converter, then its quantizer)."""
+    from tinyact.errors import TinyactError
+    from tinyact.models.gguf_export import export_gguf
+
+    err.print("[dim]converting with llama.cpp's convert_hf_to_gguf.py (fetched once from the llama-cpp-python sdist)...[/]")
+    try:
+        path = export_gguf(folder, out, quant)
+    except (TinyactError, ImportError) as e:
+        raise fail(str(e)) from None
+    console.print(f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB, {quant}); run it with --engine llamacpp --model {path}")
+
+
 def chat(
     prompt: Annotated[str, typer.Argument(help="The user message.")],
     model: Annotated[Optional[str], typer.Option(help="Catalog name or model folder.")] = None,

@@ -38,11 +38,22 @@ def _llama() -> Any:
 
 
 def default_threads() -> int:
-    """``$TINYACT_LLAMACPP_THREADS``, else every core this process may run on."""
+    """``$TINYACT_LLAMACPP_THREADS``, else the cores that are idle now (at least one).
+
+    llama.cpp's threads meet at a spinning barrier after every operation: on an
+    idle machine each extra core helps (2 threads: 1.5x faster than 1 on two
+    cores), but a thread that waits for a busy core stalls all of them (on two
+    cores at load 14, 2 threads were 10x *slower* than 1; README "Engines").
+    """
     env = os.environ.get("TINYACT_LLAMACPP_THREADS")
     if env:
         return max(1, int(env))
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:
+        busy = 0
+    return max(1, min(cores, cores - busy))
 
 
 @dataclass
@@ -52,6 +63,9 @@ class _Slot:
     seq: int
     tokens: list[int] = field(default_factory=list)
     used: int = 0
+    logits: Any = None
+    """The next-token logits after ``tokens[:logits_at]`` (a numpy copy)."""
+    logits_at: int = -1
 
 
 @dataclass
@@ -91,7 +105,7 @@ class LlamaCppEngine:
         model: a catalog name (its verified GGUF), a ``.gguf`` file, or a folder with one.
         n_ctx: KV-cache cells shared by every sequence (prompt + completion of
             the longest call must fit); default min(model's training context, 16384).
-        n_threads: CPU threads; default ``$TINYACT_LLAMACPP_THREADS`` or every core.
+        n_threads: CPU threads; default ``$TINYACT_LLAMACPP_THREADS``, else the cores idle at load time.
         n_batch: prompt tokens evaluated per ``llama_decode``.
         cache_slots: prompts kept in the KV cache.
         max_sequences: sequences decoded together (samples over all conversations).
@@ -142,6 +156,11 @@ class LlamaCppEngine:
             self.n_batch = n_batch
             self._batch = llama.llama_batch_init(max(n_batch, max_sequences), 0, 1)
             self.template = self._chat_template()
+            import numpy as np
+
+            self._n_vocab = llama.llama_vocab_n_tokens(self._vocab)
+            self._candidates = np.zeros(self._n_vocab, dtype=np.dtype([("id", np.intc), ("logit", np.single),
+                                                                       ("p", np.single)], align=True))  # fmt: skip
         except BaseException:
             self.close()
             raise
@@ -225,20 +244,20 @@ class LlamaCppEngine:
         with self._lock:
             self._lib.llama_memory_clear(self._mem, True)
             for slot in self._slots:
-                slot.tokens = []
+                slot.tokens, slot.logits, slot.logits_at = [], None, -1
 
     def close(self) -> None:
         """Free the context and the model (also done at garbage collection)."""
         llama = getattr(self, "_lib", None)
         if llama is None:
             return
-        if self._batch is not None:
+        if getattr(self, "_batch", None) is not None:
             llama.llama_batch_free(self._batch)
-            self._batch = None
-        if self._ctx:
+        self._batch = None
+        if getattr(self, "_ctx", None):
             llama.llama_free(self._ctx)
         self._ctx = None
-        if self._model:
+        if getattr(self, "_model", None):
             llama.llama_model_free(self._model)
         self._model = None
 
@@ -262,7 +281,7 @@ class LlamaCppEngine:
         free = list(self._work)
         try:
             for prompt, first, m in units:
-                slot, idx = self._prefill(prompt, pinned)
+                slot, logits = self._prefill(prompt, pinned)
                 pinned.append(slot)
                 row = []
                 for j in range(m):
@@ -271,7 +290,7 @@ class LlamaCppEngine:
                         llama.llama_memory_seq_rm(self._mem, seq, -1, -1)
                         llama.llama_memory_seq_cp(self._mem, slot.seq, seq, -1, -1)
                     s = _Seq(seq=seq, sampler=self._sampler(sampling, first + j), pos=len(prompt))
-                    self._accept(s, llama.llama_sampler_sample(s.sampler, self._ctx, idx), sampling, stops)
+                    self._accept(s, self._sample_from(s.sampler, logits), sampling, stops)
                     row.append(s)
                 rows.append(row)
             active = [s for row in rows for s in row if s.reason is None]
@@ -299,12 +318,32 @@ class LlamaCppEngine:
         self.stats["generated_tokens"] += sum(len(s.tokens) for row in rows for s in row)
         return rows
 
-    def _prefill(self, prompt: list[int], pinned: list[_Slot]) -> tuple[_Slot, int]:
-        """Put ``prompt`` into a slot, reusing the longest cached prefix; return (slot, batch index of its logits)."""
+    def _prefill(self, prompt: list[int], pinned: list[_Slot]) -> tuple[_Slot, Any]:
+        """Put ``prompt`` into a slot, reusing the longest cached prefix; return (slot, next-token logits).
+
+        A prompt cached whole (the same call again, or another round of its
+        samples) reuses the logits saved when it was evaluated, so that a
+        seeded call gives the same samples whether or not its prompt was cached.
+        """
         from tinyact.errors import EngineError
 
         llama = self._lib
-        limit = len(prompt) - 1  # the last token is always evaluated: its logits start the samples
+        whole = [s for s in self._slots if s.logits_at == len(prompt) and s.tokens[: len(prompt)] == prompt]
+        if whole:
+            source = max(whole, key=lambda s: (s not in pinned, s.used))
+            target = source if source not in pinned else self._evictable(pinned, source)
+            if target is not source:
+                llama.llama_memory_seq_rm(self._mem, target.seq, -1, -1)
+                llama.llama_memory_seq_cp(self._mem, source.seq, target.seq, 0, len(prompt))
+                target.logits, target.logits_at = source.logits, source.logits_at
+            llama.llama_memory_seq_rm(self._mem, target.seq, len(prompt), -1)
+            target.tokens = list(prompt)
+            self._clock += 1
+            target.used = self._clock
+            self.stats["prompt_tokens"] += len(prompt)
+            self.stats["cached_tokens"] += len(prompt)
+            return target, target.logits
+        limit = len(prompt) - 1  # the last token is evaluated: its logits start the samples
 
         def common(slot: _Slot) -> int:
             k, toks = 0, slot.tokens
@@ -315,18 +354,17 @@ class LlamaCppEngine:
 
         best = max(self._slots, key=lambda s: (common(s), s not in pinned, s.used))
         keep = common(best)
-        unpinned = [s for s in self._slots if s not in pinned]
-        if best in unpinned and keep == len(best.tokens):
+        if best not in pinned and keep == len(best.tokens):
             target = best  # the cached text is a prefix of the prompt: extend it in place
         else:
-            others = [s for s in unpinned if s is not best] or unpinned
-            target = min(others, key=lambda s: (len(s.tokens) > 0, s.used))
+            target = self._evictable(pinned, best)
             if target is not best:
                 llama.llama_memory_seq_rm(self._mem, target.seq, -1, -1)
                 if keep:
                     llama.llama_memory_seq_cp(self._mem, best.seq, target.seq, 0, keep)
         llama.llama_memory_seq_rm(self._mem, target.seq, keep, -1)
         target.tokens = prompt[:keep]
+        target.logits, target.logits_at = None, -1
         self._clock += 1
         target.used = self._clock
         self.stats["prompt_tokens"] += len(prompt)
@@ -338,12 +376,40 @@ class LlamaCppEngine:
                 self._put(i, tok, pos + i, target.seq, pos + i == len(prompt) - 1)
             self._batch.n_tokens = len(chunk)
             if not self._decode([*pinned, target]):
-                target.tokens = []
+                target.tokens, target.logits_at = [], -1
                 llama.llama_memory_seq_rm(self._mem, target.seq, -1, -1)
                 raise EngineError(f"the KV cache ({self.n_ctx} cells) is full; give LlamaCppEngine a larger n_ctx")
             pos += len(chunk)
             target.tokens = prompt[:pos]
-        return target, len(chunk) - 1
+        import numpy as np
+
+        row = llama.llama_get_logits_ith(self._ctx, len(chunk) - 1)
+        target.logits = np.ctypeslib.as_array(row, shape=(self._n_vocab,)).copy()
+        target.logits_at = len(prompt)
+        return target, target.logits
+
+    def _evictable(self, pinned: list[_Slot], spare: _Slot) -> _Slot:
+        """The slot to overwrite: an empty one, else the least recently used, ``spare`` only if nothing else."""
+        unpinned = [s for s in self._slots if s not in pinned]
+        others = [s for s in unpinned if s is not spare] or unpinned
+        return min(others, key=lambda s: (len(s.tokens) > 0, s.used))
+
+    def _sample_from(self, sampler: Any, logits: Any) -> int:
+        """Sample (and accept) a token from saved logits, as ``llama_sampler_sample`` does from the context's."""
+        import numpy as np
+
+        llama = self._lib
+        cur = self._candidates
+        cur["id"] = np.arange(self._n_vocab, dtype=np.intc)
+        cur["logit"] = logits
+        cur["p"] = 0.0
+        arr = llama.llama_token_data_array(
+            data=cur.ctypes.data_as(llama.llama_token_data_p), size=self._n_vocab, selected=-1, sorted=False
+        )
+        llama.llama_sampler_apply(sampler, ctypes.byref(arr))
+        token = int(cur["id"][arr.selected])
+        llama.llama_sampler_accept(sampler, token)
+        return token
 
     def _decode(self, keep: list[_Slot]) -> bool:
         """``llama_decode`` the batch; when the cache is full, evict unpinned slots and retry. False: still full."""
@@ -361,7 +427,7 @@ class LlamaCppEngine:
                 return False
             victim = min(victims, key=lambda s: s.used)
             llama.llama_memory_seq_rm(self._mem, victim.seq, -1, -1)
-            victim.tokens = []
+            victim.tokens, victim.logits_at = [], -1
 
     def _put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
         b = self._batch
