@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from tinyact.models.engines.base import Conversation, normalize_call
+from tinyact.models.engines.base import Conversation, OnToken, StopFilter, normalize_call
 from tinyact.schema import Completion, SamplingParams
 
 __all__ = ["VLLMEngine", "vllm_env"]
@@ -157,6 +157,50 @@ class VLLMEngine:
                 row = [self._completion(c, prefixes[i], len(out.prompt_token_ids or ())) for c in out.outputs]
                 results[i] = row if samples == n else row * n
         return [r for r in results if r is not None]
+
+    def generate_stream(
+        self, conversation: Conversation, *, n: int = 1, sampling: SamplingParams | None = None,
+        stop: Sequence[str] = (), prefix: str | None = None, on_token: OnToken,
+    ) -> list[Completion]:
+        """``generate`` for one conversation, stepping vLLM's engine so that sample 0's
+        new text goes to ``on_token`` after every engine step."""
+        import uuid
+
+        from vllm.inputs import TokensPrompt
+
+        from tinyact.models.engines.transformers import render_prompt
+
+        (conv,), sampling, (pre,) = normalize_call([conversation], n, sampling, prefix)
+        samples = 1 if sampling.greedy else n
+        params = self._sampling_params(sampling, samples, stop)
+        tokenizer = self.llm.get_tokenizer()
+        ids = tokenizer.encode(render_prompt(tokenizer, conv, pre), add_special_tokens=False)
+        request_id = "stream-" + uuid.uuid4().hex
+        filtered = StopFilter(on_token, stop)
+        seen = 0
+        final = None
+        engine = self.llm.llm_engine
+        with self._lock:
+            engine.add_request(request_id, TokensPrompt(prompt_token_ids=ids), params,
+                               lora_request=self._lora_request(self.lora))
+            while final is None and engine.has_unfinished_requests():
+                for out in engine.step():
+                    if out.request_id != request_id:
+                        continue
+                    first = next((c for c in out.outputs if c.index == 0), None)
+                    if first is not None and len(first.text) > seen:
+                        filtered(first.text[seen:])
+                        seen = len(first.text)
+                    if out.finished:
+                        final = out
+        filtered.flush()
+        if final is None:
+            from tinyact.errors import EngineError
+
+            raise EngineError("vLLM finished without an output for the streamed request")
+        outputs = sorted(final.outputs, key=lambda c: c.index)
+        row = [self._completion(c, pre, len(ids)) for c in outputs]
+        return row if samples == n else row * n
 
     def close(self) -> None:
         """Shut vLLM's engine process down now rather than at interpreter exit."""
