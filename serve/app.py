@@ -88,7 +88,8 @@ def create_app(service: RunService) -> FastAPI:
               responses={200: {"content": {"text/event-stream": {}}}, 202: {"model": RunInfo}})
     async def create_run(body: RunRequest, key: Caller) -> Any:
         """Run a task. Waits and returns the answer and trajectory; with ``stream``, SSE
-        (``run``, ``step``..., then ``final`` or ``error``); with ``background``, 202 at once."""
+        (``run``, ``step``..., then ``final`` or ``error``; ``token`` events too with ``tokens``);
+        with ``background``, 202 at once."""
         if body.stream:
             handle = service.submit(body, key)
             return EventSourceResponse(
@@ -112,6 +113,13 @@ def create_app(service: RunService) -> FastAPI:
     @app.get("/v1/runs/{run_id}", tags=["runs"])
     async def get_run(run_id: str, key: Caller) -> RunInfo:
         return service.info(run_id, key)
+
+    @app.get("/v1/runs/{run_id}/events", tags=["runs"], responses={200: {"content": {"text/event-stream": {}}}})
+    async def run_events(run_id: str, key: Caller) -> Any:
+        """A run's events as Server-Sent Events, whoever started it: ``run``, each ``step``
+        (``token`` events too while it runs, if it was started with ``tokens``), ``final``/``error``."""
+        events = service.watch(run_id, key)
+        return EventSourceResponse({"event": kind, "data": json.dumps(data)} async for kind, data in events)
 
     @app.delete("/v1/runs/{run_id}", tags=["runs"])
     async def cancel_run(run_id: str, key: Caller) -> RunInfo:
