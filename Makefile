@@ -49,6 +49,9 @@ system-deps:
 	@command -v bwrap >/dev/null || { echo ">> installing bubblewrap (sandbox isolation)"; \
 	  (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) \
 	  || echo "!! could not install bubblewrap: the sandbox falls back to unshare"; }
+	@command -v chromium >/dev/null || { echo ">> installing chromium (the run viewer's browser tests)"; \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+	  || echo "!! could not install chromium: the viewer's browser tests skip"; }
 
 setup: $(VENV)/.run-deps system-deps
 setup-test: $(VENV)/.test-deps $(VENV)/.vllm system-deps

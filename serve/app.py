@@ -31,6 +31,7 @@ from tinyact.serve.protocol import (
     RunRequest,
 )
 from tinyact.serve.service import ApiError, RunService
+from tinyact.serve.viewer import install_viewer
 
 __all__ = ["create_app"]
 
@@ -153,6 +154,12 @@ def create_app(service: RunService) -> FastAPI:
             return EventSourceResponse(frames())
         return await chat_completion(service, body, key)
 
+    @app.get("/v1/viewer", tags=["service"])
+    async def viewer_info(key: Caller) -> dict[str, Any]:
+        """What the run viewer at ``/`` shows: this server's live runs."""
+        return {"mode": "live", "model": service.model_name, "max_samples": service.config.max_samples}
+
+    install_viewer(app, _page_guard(service), lambda: {"mode": "live"})
     app.add_middleware(BodyLimit, max_bytes=service.config.max_body_bytes,
                        on_reject=lambda: service.metrics.request_rejected("too_large"))
     return app
@@ -185,6 +192,19 @@ def _auth(service: RunService):
         return hashlib.sha256(given).hexdigest()[:16]
 
     return caller
+
+
+def _page_guard(service: RunService):
+    async def guard(request: Request) -> None:
+        """The viewer's files: loopback only when no API key is configured, like the API; with keys the
+        page is open (it holds no data, and a browser cannot send a bearer key when navigating)."""
+        if not service.config.api_keys:
+            host = request.client.host if request.client else ""
+            if not _loopback(host):
+                raise ApiError(403, "no API key is configured on this server, so it serves loopback clients only",
+                               type="permission_error")
+
+    return guard
 
 
 def _loopback(host: str) -> bool:
