@@ -178,28 +178,31 @@ class VLLMEngine:
         request_id = "stream-" + uuid.uuid4().hex
         filtered = StopFilter(on_token, stop)
         seen = 0
-        final = None
+        latest: dict[int, Any] = {}  # sample index -> its latest (cumulative) output
+
+        def done() -> bool:
+            return len(latest) == samples and all(c.finish_reason is not None for c in latest.values())
+
         engine = self.llm.llm_engine
         with self._lock:
             engine.add_request(request_id, TokensPrompt(prompt_token_ids=ids), params,
                                lora_request=self._lora_request(self.lora))
-            while final is None and engine.has_unfinished_requests():
+            while not done() and engine.has_unfinished_requests():
                 for out in engine.step():
                     if out.request_id != request_id:
                         continue
-                    first = next((c for c in out.outputs if c.index == 0), None)
+                    for c in out.outputs:  # with n > 1 each sample reports on its own
+                        latest[c.index] = c
+                    first = latest.get(0)
                     if first is not None and len(first.text) > seen:
                         filtered(first.text[seen:])
                         seen = len(first.text)
-                    if out.finished:
-                        final = out
         filtered.flush()
-        if final is None:
+        if not done():
             from tinyact.errors import EngineError
 
-            raise EngineError("vLLM finished without an output for the streamed request")
-        outputs = sorted(final.outputs, key=lambda c: c.index)
-        row = [self._completion(c, pre, len(ids)) for c in outputs]
+            raise EngineError(f"vLLM finished the streamed request with {len(latest)} of {samples} samples")
+        row = [self._completion(latest[i], pre, len(ids)) for i in range(samples)]
         return row if samples == n else row * n
 
     def close(self) -> None:
