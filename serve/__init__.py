@@ -6,6 +6,7 @@ chat facade, API keys and limits, SQLite persistence (``tinyact serve``).
     chat.py       the OpenAI-compatible facade    store.py    the runs table (SQLite)
     limits.py     per-key queue, body limit       metrics.py  Prometheus metrics
     conversations.py  multi-turn chat: a conversation is one agent thread
+    viewer.py     the run viewer (static/ files) at / and ``tinyact view``
     config.py     ServerConfig                    cli.py      ``tinyact serve``
 
 Exports load lazily, so the CLI can list ``serve`` without importing FastAPI.
