@@ -58,3 +58,19 @@ def test_real_model_tokens_arrive_before_the_step_ends(smol_engine):
     assert last - first > 0.2  # spread over the generation, not one burst at the end
     streamed = "".join(tok.text for _, tok in tokens)
     assert step.model_output.startswith(streamed.rstrip()[:20])
+
+
+def test_tinyact_run_shows_the_text_as_it_is_generated(monkeypatch):
+    from typer.testing import CliRunner
+
+    import tinyact.models.engines as engines
+    from tinyact.cli import app
+
+    engine = ScriptedEngine({"t": [act("final_answer(7)", "a streamed thought")]})
+    monkeypatch.setattr(engines, "load_engine", lambda *a, **kw: engine)
+    r = CliRunner().invoke(app, ["run", "t", "--tokens", "--sandbox", "process"])
+    assert r.exit_code == 0, r.output
+    streamed = r.output.index("```py")  # the raw model text (with its code fence) first, then the step panel
+    assert r.output.index("step 0") > streamed and "Answer: 7" in r.output
+    r = CliRunner().invoke(app, ["run", "t", "--sandbox", "process"])  # not a terminal: no raw text
+    assert r.exit_code == 0 and "```py" not in r.output and "step 0" in r.output
