@@ -70,6 +70,9 @@ system-deps:
 	  echo ">> installing postgresql (the replica tests start a real server)"; \
 	  (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null) \
 	  || echo "!! could not install postgresql: the PostgreSQL tests are skipped"; }
+	@command -v chromium >/dev/null || { echo ">> installing chromium (the run viewer's browser tests)"; \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+	  || echo "!! could not install chromium: the viewer's browser tests skip"; }
 
 setup: $(VENV)/.run-deps system-deps
 setup-test: $(VENV)/.test-deps $(VENV)/.vllm system-deps

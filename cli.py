@@ -2,7 +2,7 @@
 
     models/cli.py    models list|prepare|path, chat, serve-model
     agents/cli.py    run
-    serve/cli.py     serve
+    serve/cli.py     serve, view
     sandbox/cli.py   sandbox doctor|bench
     tools/retrieval/cli.py   index build|search|serve|info
     eval/cli.py      eval run|report|list|export-corpus
@@ -22,7 +22,7 @@ from tinyact.eval.cli import app as eval_app
 from tinyact.models.cli import app as models_app
 from tinyact.models.cli import chat, serve_model
 from tinyact.sandbox.cli import app as sandbox_app
-from tinyact.serve.cli import serve
+from tinyact.serve.cli import serve, view
 from tinyact.tools.retrieval.cli import app as index_app
 
 app = typer.Typer(
@@ -37,6 +37,7 @@ app.command()(chat)
 app.command()(run)
 app.command()(serve)
 app.command("serve-model")(serve_model)
+app.command()(view)
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(index_app, name="index")
 app.add_typer(eval_app, name="eval")

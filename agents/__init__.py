@@ -1,6 +1,6 @@
 """The CodeAct controller: prompts, parsing, the LangGraph step loop, voting, trajectories."""
 
-from tinyact.agents.agent import Agent, AgentResult
+from tinyact.agents.agent import Agent, AgentResult, Token
 from tinyact.agents.config import AgentConfig
 from tinyact.agents.consistency import outcome_key, select_candidates
 from tinyact.agents.graph import build_graph
@@ -13,6 +13,7 @@ __all__ = [
     "AgentConfig",
     "AgentContext",
     "AgentResult",
+    "Token",
     "append_jsonl",
     "build_graph",
     "committed_code",

@@ -21,7 +21,7 @@ from tinyact.models.engines.base import Engine
 from tinyact.tools.base import Tool, as_tools
 from tinyact.schema import Step, Trajectory, Usage
 
-__all__ = ["Agent", "AgentResult", "Approver", "state_serde"]
+__all__ = ["Agent", "AgentResult", "Approver", "Token", "state_serde"]
 
 Approver = Callable[[dict], Any]
 """Called with {"thought", "code", "step"}; returns "approve", "reject" or {"action": "edit", "code": ...}."""
@@ -39,6 +39,20 @@ class AgentResult:
     @property
     def steps(self) -> list[Step]:
         return self.trajectory.steps
+
+
+@dataclass
+class Token:
+    """A piece of model text while step ``step`` is generated (``Agent.stream(tokens=True)``).
+
+    With k > 1 samples the pieces are candidate 0's (``of`` = k); the step's
+    chosen candidate may be another one, so the ``Step`` that follows is the truth.
+    """
+
+    step: int
+    text: str
+    candidate: int = 0
+    of: int = 1
 
 
 class Agent:
@@ -131,8 +145,12 @@ class Agent:
         cancel: threading.Event | None = None,
         history: Sequence[dict] | None = None,
         setup: Sequence[str] = (),
-    ) -> Iterator[Step | AgentResult]:
+        tokens: bool = False,
+    ) -> Iterator[Token | Step | AgentResult]:
         """Yield each ``Step`` as it is observed, then the ``AgentResult`` last.
+
+        ``tokens=True``: also a ``Token`` for each piece of model text as it is
+        generated (engines without streaming give a step's text in one piece).
 
         ``cancel``: an event another thread may set to stop the run; call
         ``agent.sessions.close(thread_id)`` too to kill code that is running.
@@ -145,7 +163,8 @@ class Agent:
             raise ConfigError("approve_code=True needs an approve= callback (or use .graph with interrupts)")
         thread_id = thread_id or uuid.uuid4().hex
         cfg = {"configurable": {"thread_id": thread_id}, "recursion_limit": 4 * self.config.max_steps + 10}
-        ctx = AgentContext(self.engine, self.sessions, self.config, self.system_prompt, cancel=cancel)
+        ctx = AgentContext(self.engine, self.sessions, self.config, self.system_prompt, cancel=cancel, tokens=tokens)
+        modes = ["updates", "custom"] if tokens else ["updates"]
         started = time.time()
         snapshot = self.graph.get_state(cfg) if self.checkpointer is not None else None
         if snapshot is not None and snapshot.values and not snapshot.next:
@@ -157,7 +176,12 @@ class Agent:
         }
         while True:
             interrupted = None
-            for chunk in self.graph.stream(payload, cfg, context=ctx, stream_mode="updates", durability=self._durability):
+            for mode, chunk in self.graph.stream(payload, cfg, context=ctx, stream_mode=modes,
+                                                 durability=self._durability):
+                if mode == "custom":
+                    if isinstance(chunk, dict) and "token" in chunk:
+                        yield Token(chunk["step"], chunk["token"], chunk["candidate"], chunk["of"])
+                    continue
                 if "__interrupt__" in chunk:
                     interrupted = chunk["__interrupt__"][0].value
                     continue

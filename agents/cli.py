@@ -24,13 +24,15 @@ def run(
     save: Annotated[Optional[str], typer.Option(help="Append the trajectory to this JSONL file.")] = None,
     approve: Annotated[bool, typer.Option(help="Ask before running each code action.")] = False,
     sandbox: Annotated[str, typer.Option(help="auto | process | docker")] = "auto",
+    tokens: Annotated[Optional[bool], typer.Option(
+        "--tokens/--no-tokens", help="Show the model's text as it is generated (default: on a terminal).")] = None,
 ) -> None:
     """Run the CodeAct agent on a task; shows each step, then the answer."""
     from rich.panel import Panel
     from rich.syntax import Syntax
     from rich.text import Text
 
-    from tinyact.agents import Agent, AgentResult
+    from tinyact.agents import Agent, AgentResult, Token
     from tinyact.agents.trajectory import append_jsonl
     from tinyact.errors import TinyactError
     from tinyact.models.catalog import default_model
@@ -53,8 +55,19 @@ def run(
             samples=samples, temperature=temperature, prompt=prompt, approve_code=approve,
         )
         result = None
+        live = show_steps and (tokens if tokens is not None else console.is_terminal)
+        streaming = False
         with agent:
-            for item in agent.stream(task, approve=ask if approve else None):
+            for item in agent.stream(task, approve=ask if approve else None, tokens=live):
+                if isinstance(item, Token):
+                    if not streaming and item.of > 1:
+                        console.print(f"[dim](candidate {item.candidate} of {item.of} while it is generated)[/]")
+                    console.print(item.text, end="", style="dim", markup=False, highlight=False)
+                    streaming = True
+                    continue
+                if streaming:
+                    console.print()
+                    streaming = False
                 if isinstance(item, AgentResult):
                     result = item
                 elif show_steps:

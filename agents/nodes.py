@@ -54,6 +54,8 @@ class AgentContext:
     system_prompt: str
     cancel: threading.Event | None = None
     """Set it (from any thread) to end the run with reason "cancelled" at the next node."""
+    tokens: bool = False
+    """Stream the first sample's text while it is generated (LangGraph's "custom" stream mode)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -109,9 +111,21 @@ def propose(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     prefix = state.get("prefix") if index == 0 else None
     messages = [Message.model_validate(m) for m in state["messages"]]
     started = time.perf_counter()
-    (completions,) = ctx.engine.generate(
-        [messages], n=ctx.config.samples, sampling=ctx.config.sampling(index), stop=ctx.config.stop, prefix=prefix
-    )
+    if ctx.tokens:
+        from langgraph.config import get_stream_writer
+
+        from tinyact.models.engines.base import generate_streaming
+
+        write = get_stream_writer()
+        k = ctx.config.samples
+        completions = generate_streaming(
+            ctx.engine, messages, n=k, sampling=ctx.config.sampling(index), stop=ctx.config.stop, prefix=prefix,
+            on_token=lambda text: write({"token": text, "step": index, "candidate": 0, "of": k}),
+        )
+    else:
+        (completions,) = ctx.engine.generate(
+            [messages], n=ctx.config.samples, sampling=ctx.config.sampling(index), stop=ctx.config.stop, prefix=prefix
+        )
     seconds = round(time.perf_counter() - started, 4)
     return {"proposals": [c.model_dump() for c in completions], "model_seconds": seconds}
 

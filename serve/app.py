@@ -32,6 +32,7 @@ from tinyact.serve.protocol import (
     RunRequest,
 )
 from tinyact.serve.service import ApiError, RunService
+from tinyact.serve.viewer import install_viewer
 
 __all__ = ["create_app"]
 
@@ -89,7 +90,8 @@ def create_app(service: RunService) -> FastAPI:
               responses={200: {"content": {"text/event-stream": {}}}, 202: {"model": RunInfo}})
     async def create_run(body: RunRequest, key: Caller) -> Any:
         """Run a task. Waits and returns the answer and trajectory; with ``stream``, SSE
-        (``run``, ``step``..., then ``final`` or ``error``); with ``background``, 202 at once."""
+        (``run``, ``step``..., then ``final`` or ``error``; ``token`` events too with ``tokens``);
+        with ``background``, 202 at once."""
         if body.stream:
             handle = service.submit(body, key)
             return EventSourceResponse(
@@ -113,6 +115,13 @@ def create_app(service: RunService) -> FastAPI:
     @app.get("/v1/runs/{run_id}", tags=["runs"])
     async def get_run(run_id: str, key: Caller) -> RunInfo:
         return service.info(run_id, key)
+
+    @app.get("/v1/runs/{run_id}/events", tags=["runs"], responses={200: {"content": {"text/event-stream": {}}}})
+    async def run_events(run_id: str, key: Caller) -> Any:
+        """A run's events as Server-Sent Events, whoever started it: ``run``, each ``step``
+        (``token`` events too while it runs, if it was started with ``tokens``), ``final``/``error``."""
+        events = service.watch(run_id, key)
+        return EventSourceResponse({"event": kind, "data": json.dumps(data)} async for kind, data in events)
 
     @app.delete("/v1/runs/{run_id}", tags=["runs"])
     async def cancel_run(run_id: str, key: Caller) -> RunInfo:
@@ -146,6 +155,12 @@ def create_app(service: RunService) -> FastAPI:
             return EventSourceResponse(frames())
         return await chat_completion(service, body, key)
 
+    @app.get("/v1/viewer", tags=["service"])
+    async def viewer_info(key: Caller) -> dict[str, Any]:
+        """What the run viewer at ``/`` shows: this server's live runs."""
+        return {"mode": "live", "model": service.model_name, "max_samples": service.config.max_samples}
+
+    install_viewer(app, _page_guard(service), lambda: {"mode": "live"})
     app.add_middleware(BodyLimit, max_bytes=service.config.max_body_bytes,
                        on_reject=lambda: service.metrics.request_rejected("too_large"))
     return app
@@ -178,6 +193,19 @@ def _auth(service: RunService):
         return hashlib.sha256(given).hexdigest()[:16]
 
     return caller
+
+
+def _page_guard(service: RunService):
+    async def guard(request: Request) -> None:
+        """The viewer's files: loopback only when no API key is configured, like the API; with keys the
+        page is open (it holds no data, and a browser cannot send a bearer key when navigating)."""
+        if not service.config.api_keys:
+            host = request.client.host if request.client else ""
+            if not _loopback(host):
+                raise ApiError(403, "no API key is configured on this server, so it serves loopback clients only",
+                               type="permission_error")
+
+    return guard
 
 
 def _loopback(host: str) -> bool:

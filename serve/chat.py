@@ -62,15 +62,26 @@ async def chat_chunks(service: RunService, request: ChatCompletionRequest, key_i
             "model": service.model_name}
     yield ChatChunk(**base, choices=[ChatChunkChoice(delta=ChatDelta(role="assistant", content=""))],
                     tinyact=TinyactExtension(run_id=handle.id, conversation=turn.id))
+    mode = request.stream_tokens
+    streamed = False
     async for kind, data in service.events(handle):
-        if kind == "step":
+        if kind == "token":
+            streamed = True
+            delta = ChatDelta(content=data["text"]) if mode == "content" else ChatDelta(reasoning_content=data["text"])
+            token = {"step": data["step"], "candidate": data["candidate"], "of": data["of"]}
+            yield ChatChunk(**base, choices=[ChatChunkChoice(delta=delta)],
+                            tinyact=TinyactExtension(run_id=handle.id, conversation=turn.id, token=token))
+        elif kind == "step":
             ext = TinyactExtension(run_id=handle.id, conversation=turn.id, steps=[Step.model_validate(data)])
             yield ChatChunk(**base, choices=[ChatChunkChoice(delta=ChatDelta())], tinyact=ext)
         elif kind in TERMINAL:
             final = FinalEvent.model_validate(data)
             ext = TinyactExtension(run_id=handle.id, conversation=turn.id, end_reason=final.end_reason,
                                    answer=final.answer)
-            yield ChatChunk(**base, choices=[ChatChunkChoice(delta=ChatDelta(content=answer_text(final.answer)))])
+            text = answer_text(final.answer)
+            if mode == "content" and streamed:
+                text = "\n\n" + text
+            yield ChatChunk(**base, choices=[ChatChunkChoice(delta=ChatDelta(content=text))])
             yield ChatChunk(**base, choices=[ChatChunkChoice(delta=ChatDelta(), finish_reason=_finish(final.end_reason))],
                             tinyact=ext)
 

@@ -66,3 +66,34 @@ def serve(
         err.print(f"[yellow]warning:[/] no API key configured: binding {host} but serving loopback clients only")
     service = RunService(loader, tools=tools, config=config, model_name=name)
     uvicorn.run(create_app(service), host=host, port=port, timeout_graceful_shutdown=5, log_level="info")
+
+
+def view(
+    runs: Annotated[str, typer.Argument(help="A trajectories JSONL file (tinyact run --save, eval, distill).")],
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (0: any free one).")] = 8765,
+) -> None:
+    """Look at saved runs in the browser: steps, code, observations, k candidates and their vote."""
+    import socket
+    from pathlib import Path
+
+    import uvicorn
+
+    from tinyact.serve.viewer import file_app
+
+    path = Path(runs)
+    if not path.is_file():
+        raise fail(f"no such trajectories file: {runs}")
+    try:
+        from tinyact.agents.trajectory import read_jsonl
+
+        count = sum(1 for _ in read_jsonl(path))
+    except ValueError as e:
+        raise fail(f"{runs} is not a trajectories JSONL file: {str(e).splitlines()[0]}") from None
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as e:
+        raise fail(f"cannot listen on 127.0.0.1:{port}: {e.strerror}; pick another --port") from None
+    err.print(f"{count} run(s) from {runs}: open http://127.0.0.1:{sock.getsockname()[1]}/  (Ctrl-C to stop)")
+    server = uvicorn.Server(uvicorn.Config(file_app(path), log_level="warning"))
+    server.run(sockets=[sock])

@@ -70,6 +70,9 @@ class RunRequest(_Wire):
     """Names of server tools the run may use (``GET /v1/tools``); omitted means all."""
     stream: bool = False
     """Server-Sent Events: ``run``, one ``step`` per step, then ``final`` (or ``error``)."""
+    tokens: bool = False
+    """With ``stream``: also ``token`` events, the model's text as it is generated
+    (``{"step", "text", "candidate", "of"}``; with samples > 1 candidate 0's, which may lose the vote)."""
     background: bool = False
     """Return 202 with the run's id at once; poll ``GET /v1/runs/{id}``."""
     conversation: str | None = Field(default=None, min_length=1, max_length=200)
@@ -217,6 +220,10 @@ class ChatCompletionRequest(BaseModel):
     max_steps: int | None = Field(default=None, ge=1, le=100)
     tools: list[str] | None = None
     """Server tool names, as in ``RunRequest.tools`` (OpenAI function tools are not supported)."""
+    stream_tokens: Literal["reasoning", "content", "none"] = "reasoning"
+    """With ``stream``: where the model's text goes while it is generated: ``delta.reasoning_content``
+    (the convention of reasoning models; ``content`` stays the answer alone), ``delta.content``
+    (then the answer follows a blank line), or nowhere. With samples > 1 it is candidate 0's text."""
     conversation: str | None = Field(default=None, min_length=1, max_length=200)
     """The conversation this turn belongs to (``tinyact.conversation`` of an earlier response).
     Omitted: the history (the messages before the last user message) finds it."""
@@ -242,6 +249,7 @@ class ChatCompletionRequest(BaseModel):
         return RunRequest(
             task=self.messages[self.last_user()].text(), model=self.model, samples=self.samples,
             max_steps=self.max_steps, temperature=self.temperature, tools=self.tools, conversation=self.conversation,
+            tokens=self.stream and self.stream_tokens != "none",
         )
 
 
@@ -277,6 +285,8 @@ class TinyactExtension(_Wire):
     answer: Any = None
     """The answer as a JSON value (``content`` is its text)."""
     steps: list[Step] = Field(default_factory=list)
+    token: dict[str, int] | None = None
+    """On a chunk carrying generated text: its step, and its candidate of how many (``of``)."""
 
 
 class ChatCompletion(_Wire):
@@ -292,6 +302,9 @@ class ChatCompletion(_Wire):
 class ChatDelta(_Wire):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = None
+    """The agent's text while it is generated (thoughts, code); not in the OpenAI spec (vLLM's and
+    DeepSeek's reasoning field)."""
 
 
 class ChatChunkChoice(_Wire):

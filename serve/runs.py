@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["Event", "RunHandle", "TERMINAL"]
 
 Event = tuple[str, dict]
-"""(kind, data): kind is "run", "step", "final" or "error"."""
+"""(kind, data): kind is "run", "token", "step", "final" or "error"."""
 TERMINAL = ("final", "error")
 
 
@@ -42,9 +42,11 @@ class RunHandle:
     _readers: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def publish(self, kind: str, data: dict) -> None:
+    def publish(self, kind: str, data: dict, *, keep: bool = True) -> None:
+        """Send an event to every reader; ``keep=False`` (tokens): to the readers there now only."""
         with self._lock:
-            self.events.append((kind, data))
+            if keep:
+                self.events.append((kind, data))
             readers = list(self._readers)
         for loop, queue in readers:
             try:

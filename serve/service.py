@@ -27,7 +27,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from tinyact.agents import Agent, AgentConfig, committed_code, to_messages
+from tinyact.agents import Agent, AgentConfig, Token, committed_code, to_messages
 from tinyact.errors import ConfigError
 from tinyact.serve.config import ServerConfig
 from tinyact.serve.conversations import ConversationStore, Turn
@@ -231,6 +231,25 @@ class RunService:
         finally:
             handle.unsubscribe(queue)
 
+    def watch(self, run_id: str, key_id: str) -> AsyncIterator[Event]:
+        """The events of any run of this key: live while it runs (404 when unknown, raised now)."""
+        handle = self._active.get(run_id)
+        if handle is not None and handle.key_id == key_id:
+            return self.events(handle)
+        info = self.info(run_id, key_id)
+
+        async def stored() -> AsyncIterator[Event]:
+            yield "run", RunEvent(id=info.id, status=info.status).model_dump()
+            for step in info.steps:
+                yield "step", step.model_dump(mode="json")
+            if info.status in ("finished", "failed", "interrupted"):
+                end = (info.finished_at or info.created_at) - info.created_at
+                final = FinalEvent(id=info.id, status=info.status, answer=info.answer, end_reason=info.end_reason,
+                                   steps=len(info.steps), seconds=round(end, 3), error=info.error)
+                yield ("final" if info.status == "finished" else "error"), final.model_dump(mode="json")
+
+        return stored()
+
     async def run(self, request: RunRequest, key_id: str, turn: Turn | None = None) -> RunInfo:
         """Submit and wait for the end; the answer with the whole trajectory."""
         handle = self.submit(request, key_id, turn)
@@ -390,8 +409,12 @@ class RunService:
             turn = handle.turn
             with agent:
                 for item in agent.stream(handle.request.task, thread_id=handle.id, cancel=handle.cancel,
-                                         history=turn.history if turn else None, setup=turn.setup if turn else ()):
-                    if isinstance(item, Step):
+                                         history=turn.history if turn else None, setup=turn.setup if turn else (),
+                                         tokens=handle.request.tokens):
+                    if isinstance(item, Token):
+                        handle.publish("token", {"step": item.step, "text": item.text, "candidate": item.candidate,
+                                                 "of": item.of}, keep=False)
+                    elif isinstance(item, Step):
                         now = time.monotonic()
                         self.metrics.step_seconds(now - last)
                         last = now

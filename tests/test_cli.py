@@ -91,6 +91,8 @@ def test_a_missing_extra_is_one_line(tmp_path, hide, args, expected):
 def test_a_missing_file_and_an_unreachable_server_are_one_line(tmp_path):
     line = one_error_line(tinyact("distill", "all", str(tmp_path / "gone.yaml")))
     assert "gone.yaml" in line
+    line = one_error_line(tinyact("view", str(tmp_path / "gone.jsonl")))
+    assert "no such trajectories file" in line
     line = one_error_line(tinyact("chat", "hi", "--engine", "openai", "--model", "http://127.0.0.1:9/v1"))
     assert "cannot reach" in line and "127.0.0.1:9" in line
 

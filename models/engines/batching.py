@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tinyact.errors import ConfigError, EngineError
-from tinyact.models.engines.base import Conversation, Engine, prefixes_for
+from tinyact.models.engines.base import Conversation, Engine, OnToken, generate_streaming, prefixes_for
 from tinyact.schema import Completion, SamplingParams
 
 __all__ = ["BatchingEngine"]
@@ -97,6 +97,19 @@ class BatchingEngine:
             self._pending.append(request)
             self._cond.notify()
         return request.future.result()
+
+    def generate_stream(
+        self, conversation: Conversation, *, n: int = 1, sampling: SamplingParams | None = None,
+        stop: Sequence[str] = (), prefix: str | None = None, on_token: OnToken,
+    ) -> list[Completion]:
+        """A streamed call goes to the inner engine on its own (not merged), in one of
+        the ``parallel`` slots; engines without streaming report the text at the end."""
+        with self._slots:
+            with self._cond:
+                self.inner_calls += 1
+                self.batched_conversations += 1
+            return generate_streaming(self.inner, conversation, n=n, sampling=sampling, stop=stop, prefix=prefix,
+                                      on_token=on_token)
 
     def close(self) -> None:
         with self._cond:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Self
 
-from tinyact.models.engines.base import Conversation, apply_stop, normalize_call
+from tinyact.models.engines.base import Conversation, OnToken, StopFilter, apply_stop, normalize_call
 from tinyact.schema import Completion, SamplingParams
 
 if TYPE_CHECKING:
@@ -127,6 +128,58 @@ class OpenAIEngine:
             row = self._completions(reply, pre, samples, stops)
             results.append(row if samples == n else row * n)
         return results
+
+    def generate_stream(
+        self, conversation: Conversation, *, n: int = 1, sampling: SamplingParams | None = None,
+        stop: Sequence[str] = (), prefix: str | None = None, on_token: OnToken,
+    ) -> list[Completion]:
+        """``generate`` for one conversation with ``stream: true``: choice 0's deltas go
+        to ``on_token`` as the server sends them (no retries once a stream has begun)."""
+        import httpx
+
+        from tinyact.errors import EngineError
+
+        (conv,), sampling, (pre,) = normalize_call([conversation], n, sampling, prefix)
+        samples = 1 if sampling.greedy else n
+        stops = [s for s in stop if s]
+        body = self._body(conv, pre, samples, sampling, stops)
+        body.pop("return_token_ids", None)
+        body.update(stream=True, stream_options={"include_usage": True})
+        texts: dict[int, list[str]] = {}
+        ends: dict[int, dict[str, Any]] = {}
+        usage: dict[str, Any] = {}
+        filtered = StopFilter(on_token, stops)
+        try:
+            with self._client.stream("POST", "/chat/completions", json=body) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise EngineError(f"{self.base_url}/chat/completions answered {resp.status_code}: "
+                                      f"{_error_text(resp)}")
+                for line in resp.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = json.loads(data)
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk.get("choices") or []:
+                        i = choice.get("index", 0)
+                        piece = (choice.get("delta") or {}).get("content") or ""
+                        texts.setdefault(i, []).append(piece)
+                        if i == 0:
+                            filtered(piece)
+                        if choice.get("finish_reason"):
+                            ends[i] = choice
+        except httpx.TransportError as e:
+            raise EngineError(f"cannot reach the model server at {self.base_url} ({e or type(e).__name__}); "
+                              "is it running? Start one with `tinyact serve-model NAME`") from None
+        filtered.flush()
+        reply = {"usage": usage, "choices": [
+            {"index": i, "message": {"content": "".join(parts)}, "finish_reason": ends.get(i, {}).get("finish_reason"),
+             "stop_reason": ends.get(i, {}).get("stop_reason")} for i, parts in texts.items()]}
+        row = self._completions(reply, pre, samples, stops)
+        return row if samples == n else row * n
 
     def close(self) -> None:
         self._client.close()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Union
 
 from tinyact.errors import ReplayError
-from tinyact.models.engines.base import Conversation, apply_stop, as_messages, prefixes_for
+from tinyact.models.engines.base import Conversation, OnToken, apply_stop, as_messages, chunk_text, prefixes_for
 from tinyact.schema import Completion, Message, SamplingParams, Trajectory
 
 __all__ = ["ReplayEngine"]
@@ -97,6 +97,16 @@ class ReplayEngine:
                 raise ReplayError(f"scripted response #{self.position} has {len(items)} samples, asked for n={n}")
             out.append([self._complete(item, conv, pre, stop) for item in items])
         return out
+
+    def generate_stream(
+        self, conversation: Conversation, *, n: int = 1, sampling: SamplingParams | None = None,
+        stop: Sequence[str] = (), prefix: str | None = None, on_token: OnToken,
+    ) -> list[Completion]:
+        """``generate`` for one conversation, the first sample's text reported word by word."""
+        (completions,) = self.generate([conversation], n=n, sampling=sampling, stop=stop, prefix=prefix)
+        for piece in chunk_text(completions[0].text[len(prefix or ""):]):
+            on_token(piece)
+        return completions
 
     @staticmethod
     def _complete(item: str | Completion, conv: list[Message], prefix: str | None, stop: Sequence[str]) -> Completion:

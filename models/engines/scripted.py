@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from tinyact.errors import ReplayError
-from tinyact.models.engines.base import Conversation, as_messages, prefixes_for
+from tinyact.models.engines.base import Conversation, OnToken, as_messages, chunk_text, prefixes_for
 from tinyact.models.engines.replay import ReplayEngine
 from tinyact.schema import Completion, SamplingParams
 
@@ -33,6 +33,7 @@ class ScriptedEngine:
         scripts: task text (or a callable ``task -> script | None``) -> list of
             responses, one per step (the last one repeats if the run goes on).
         delay: seconds each ``generate`` call sleeps (to model engine latency).
+        token_delay: seconds ``generate_stream`` sleeps before each word it reports.
 
     Example:
         >>> engine = ScriptedEngine({"2+2?": [act("final_answer(4)")]})
@@ -42,8 +43,9 @@ class ScriptedEngine:
 
     def __init__(
         self, scripts: Mapping[str, Sequence[str]] | Callable[[str], Sequence[str] | None], *,
-        model: str = "scripted", delay: float = 0.0,
+        model: str = "scripted", delay: float = 0.0, token_delay: float = 0.0,
     ) -> None:
+        self.token_delay = token_delay
         self.scripts = scripts
         self.model = model
         self.delay = delay
@@ -76,3 +78,15 @@ class ScriptedEngine:
             text = script[min(step, len(script) - 1)]
             out.append([ReplayEngine._complete(text, msgs, pre, stop) for _ in range(n)])
         return out
+
+    def generate_stream(
+        self, conversation: Conversation, *, n: int = 1, sampling: SamplingParams | None = None,
+        stop: Sequence[str] = (), prefix: str | None = None, on_token: OnToken,
+    ) -> list[Completion]:
+        """``generate`` for one conversation, the first sample's text reported word by word."""
+        (completions,) = self.generate([conversation], n=n, sampling=sampling, stop=stop, prefix=prefix)
+        for piece in chunk_text(completions[0].text[len(prefix or ""):]):
+            if self.token_delay:
+                time.sleep(self.token_delay)
+            on_token(piece)
+        return completions

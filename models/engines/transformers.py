@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from tinyact.models.engines.base import Conversation, apply_stop, normalize_call
+from tinyact.models.engines.base import Conversation, OnToken, StopFilter, apply_stop, normalize_call
 from tinyact.schema import Completion, Message, SamplingParams
 
 __all__ = ["TransformersEngine", "render_prompt"]
@@ -81,24 +81,11 @@ class TransformersEngine:
         prompts = [render_prompt(self.tokenizer, c, p) for c, p in zip(convs, prefixes)]
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         batch = batch.to(self.device)
-        greedy = sampling.greedy
-        samples = 1 if greedy else n
-        kwargs: dict[str, Any] = dict(
-            max_new_tokens=sampling.max_tokens,
-            do_sample=not greedy,
-            num_return_sequences=samples,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        if not greedy:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        if stop:
-            kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
+        samples = 1 if sampling.greedy else n
         with self._lock, torch.inference_mode():
             if sampling.seed is not None:
                 torch.manual_seed(sampling.seed)
-            out = self.model.generate(**batch, **kwargs)
+            out = self.model.generate(**batch, **self._generate_kwargs(sampling, samples, stop))
         prompt_len = batch["input_ids"].shape[1]
         generated = out[:, prompt_len:].tolist()
         prompt_counts = batch["attention_mask"].sum(dim=1).tolist()
@@ -111,6 +98,60 @@ class TransformersEngine:
                 row.append(self._completion(tokens, eos_ids, stop, pre, int(prompt_counts[i])))
             results.append(row if samples == n else row * n)
         return results
+
+    def generate_stream(
+        self, conversation: Conversation, *, n: int = 1, sampling: SamplingParams | None = None,
+        stop: Sequence[str] = (), prefix: str | None = None, on_token: OnToken,
+    ) -> list[Completion]:
+        """``generate`` for one conversation; the first sample's text goes to ``on_token``
+        as it is decoded (a ``TextStreamer`` on the first row of the batch)."""
+        import torch
+        from transformers import TextStreamer
+
+        (conv,), sampling, (pre,) = normalize_call([conversation], n, sampling, prefix)
+        filtered = StopFilter(on_token, stop)
+
+        class FirstRow(TextStreamer):
+            """TextStreamer takes one sequence; with n samples, report the first."""
+
+            def put(self, value: Any) -> None:
+                if value.dim() > 1 or (not self.next_tokens_are_prompt and value.shape[0] > 1):
+                    value = value[:1]
+                super().put(value)
+
+            def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+                filtered(text)
+
+        batch = self.tokenizer([render_prompt(self.tokenizer, conv, pre)], return_tensors="pt",
+                               add_special_tokens=False).to(self.device)
+        samples = 1 if sampling.greedy else n
+        streamer = FirstRow(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        with self._lock, torch.inference_mode():
+            if sampling.seed is not None:
+                torch.manual_seed(sampling.seed)
+            out = self.model.generate(**batch, **self._generate_kwargs(sampling, samples, stop), streamer=streamer)
+        filtered.flush()
+        generated = out[:, batch["input_ids"].shape[1]:].tolist()
+        prompt_tokens = int(batch["attention_mask"].sum())
+        eos_ids = self._eos_ids()
+        row = [self._completion(generated[j], eos_ids, stop, pre, prompt_tokens) for j in range(samples)]
+        return row if samples == n else row * n
+
+    def _generate_kwargs(self, sampling: SamplingParams, samples: int, stop: Sequence[str]) -> dict[str, Any]:
+        greedy = sampling.greedy
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=sampling.max_tokens,
+            do_sample=not greedy,
+            num_return_sequences=samples,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        if not greedy:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if stop:
+            kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
+        return kwargs
 
     def _eos_ids(self) -> set[int]:
         ids = self.model.generation_config.eos_token_id

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from tinyact.models.engines.base import Conversation, normalize_call
+from tinyact.models.engines.base import Conversation, OnToken, StopFilter, normalize_call
 from tinyact.schema import Completion, SamplingParams
 
 __all__ = ["VLLMEngine", "vllm_env"]
@@ -157,6 +157,53 @@ class VLLMEngine:
                 row = [self._completion(c, prefixes[i], len(out.prompt_token_ids or ())) for c in out.outputs]
                 results[i] = row if samples == n else row * n
         return [r for r in results if r is not None]
+
+    def generate_stream(
+        self, conversation: Conversation, *, n: int = 1, sampling: SamplingParams | None = None,
+        stop: Sequence[str] = (), prefix: str | None = None, on_token: OnToken,
+    ) -> list[Completion]:
+        """``generate`` for one conversation, stepping vLLM's engine so that sample 0's
+        new text goes to ``on_token`` after every engine step."""
+        import uuid
+
+        from vllm.inputs import TokensPrompt
+
+        from tinyact.models.engines.transformers import render_prompt
+
+        (conv,), sampling, (pre,) = normalize_call([conversation], n, sampling, prefix)
+        samples = 1 if sampling.greedy else n
+        params = self._sampling_params(sampling, samples, stop)
+        tokenizer = self.llm.get_tokenizer()
+        ids = tokenizer.encode(render_prompt(tokenizer, conv, pre), add_special_tokens=False)
+        request_id = "stream-" + uuid.uuid4().hex
+        filtered = StopFilter(on_token, stop)
+        seen = 0
+        latest: dict[int, Any] = {}  # sample index -> its latest (cumulative) output
+
+        def done() -> bool:
+            return len(latest) == samples and all(c.finish_reason is not None for c in latest.values())
+
+        engine = self.llm.llm_engine
+        with self._lock:
+            engine.add_request(request_id, TokensPrompt(prompt_token_ids=ids), params,
+                               lora_request=self._lora_request(self.lora))
+            while not done() and engine.has_unfinished_requests():
+                for out in engine.step():
+                    if out.request_id != request_id:
+                        continue
+                    for c in out.outputs:  # with n > 1 each sample reports on its own
+                        latest[c.index] = c
+                    first = latest.get(0)
+                    if first is not None and len(first.text) > seen:
+                        filtered(first.text[seen:])
+                        seen = len(first.text)
+        filtered.flush()
+        if not done():
+            from tinyact.errors import EngineError
+
+            raise EngineError(f"vLLM finished the streamed request with {len(latest)} of {samples} samples")
+        row = [self._completion(latest[i], pre, len(ids)) for i in range(samples)]
+        return row if samples == n else row * n
 
     def close(self) -> None:
         """Shut vLLM's engine process down now rather than at interpreter exit."""

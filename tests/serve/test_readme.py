@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -67,18 +66,18 @@ def test_readme_api_examples_run_as_written(tmp_path: Path):
         assert run["model"] == "qwen2.5-coder-0.5b"
 
         code = blocks["python"].replace("8080", port)
-        py = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+        py = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=1200)
         assert py.returncode == 0, py.stderr[-3000:]
         printed = py.stdout.splitlines()
         assert len(printed) == 2 and all(p.strip() for p in printed), py.stdout
     finally:
-        os.kill(pid, signal.SIGTERM)
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:  # not our child (bash was its parent): wait for it to go
-            import psutil
+        import psutil
 
-            try:
-                psutil.Process(pid).wait(20)
-            except psutil.NoSuchProcess:
-                pass
+        try:  # bash started it in the background: not our child, so psutil waits for it
+            server = psutil.Process(pid)
+            server.terminate()
+            server.wait(30)
+        except psutil.TimeoutExpired:
+            server.kill()
+        except psutil.NoSuchProcess:
+            pass
