@@ -1,7 +1,8 @@
 """Agent API load test: throughput and latency of whole runs over HTTP.
 
-Run: python -m tinyact.bench.api --engine replay [--clients 1 4 16] [--requests 48]
+Run: python -m tinyact.bench.api --engine replay [--clients 1 4 16] [--requests 48] [--sandbox-pool 0]
      python -m tinyact.bench.api --engine real --clients 1 4 --requests 4
+     python -m tinyact.bench.api --replicas [--pg-url postgresql://...] [--clients 8] [--requests 96]
 
 A local uvicorn server (127.0.0.1) runs each request as a full agent run: the
 controller, a fresh sandbox per run, the engine behind the BatchingEngine, and
@@ -11,6 +12,12 @@ catalog model on the transformers engine. Prints a table per concurrency level:
 requests, errors, throughput, p50/p99 latency, conversations per engine call
 (the BatchingEngine merging concurrent proposals), and sandboxes left behind
 once the level is over (processes under the server plus sessions it holds).
+
+``--replicas`` compares deployments under the same scripted load, each
+replica a ``tinyact serve``-like server process of its own: 1 replica on
+SQLite, 1 and 2 replicas on one PostgreSQL database (``--pg-url``, or a
+temporary server started from a checkout's tests/serve/postgres.py). Clients
+are spread over the replicas round robin.
 """
 
 from __future__ import annotations
@@ -61,8 +68,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def load(url: str, clients: int, requests: int, body: dict, timeout: float) -> dict:
-    """``clients`` threads share ``requests`` runs; each waits for its run's answer."""
+def load(url: str | list[str], clients: int, requests: int, body: dict, timeout: float) -> dict:
+    """``clients`` threads share ``requests`` runs; each waits for its run's answer.
+    With several URLs (replicas), run k goes to ``url[k % len(url)]``."""
+    urls = [url] if isinstance(url, str) else url
     latencies: list[float] = []
     errors: list[str] = []
     steps: list[int] = []
@@ -70,11 +79,14 @@ def load(url: str, clients: int, requests: int, body: dict, timeout: float) -> d
     lock = threading.Lock()
 
     def client() -> None:
-        with httpx.Client(base_url=url, timeout=timeout) as c:
+        sessions = [httpx.Client(base_url=u, timeout=timeout) for u in urls]
+        try:
             while True:
                 with lock:
-                    if next(counter, None) is None:
-                        return
+                    k = next(counter, None)
+                if k is None:
+                    return
+                c = sessions[k % len(sessions)]
                 started = time.perf_counter()
                 try:
                     r = c.post("/v1/runs", json=body)
@@ -89,6 +101,9 @@ def load(url: str, clients: int, requests: int, body: dict, timeout: float) -> d
                         steps.append(len(data["steps"]))
                     else:
                         errors.append(str(data.get("error") or data)[:200])
+        finally:
+            for c in sessions:
+                c.close()
 
     started = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
@@ -108,7 +123,19 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=None, help="runs per level (default: 48 replay, 4 real)")
     parser.add_argument("--max-steps", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=128, help="new tokens per model call (real engine)")
+    parser.add_argument("--sandbox-pool", type=int, default=4, help="sandboxes started ahead (0: one per run)")
+    parser.add_argument("--replicas", action="store_true", help="compare SQLite x1, PostgreSQL x1 and x2")
+    parser.add_argument("--pg-url", default=None, help="PostgreSQL for --replicas (default: a temporary server)")
+    parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)  # a replica process: its port
+    parser.add_argument("--db", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--replica-id", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve is not None:
+        serve_replica(args)
+        return
+    if args.replicas:
+        compare_replicas(args)
+        return
     requests = args.requests or (48 if args.engine == "replay" else 4)
 
     from tinyact.serve import RunService, ServerConfig
@@ -133,12 +160,15 @@ def main() -> None:
     most = max(args.clients)
     with tempfile.TemporaryDirectory() as tmp:
         config = ServerConfig(db=str(Path(tmp) / "runs.sqlite"), max_active_per_key=most,
-                              max_queued_per_key=requests, run_timeout=timeout, agent_options=options)
+                              max_queued_per_key=requests, run_timeout=timeout, agent_options=options,
+                              sandbox_pool=args.sandbox_pool)
         service = RunService(engine, config=config)
         with serve(service) as url:
-            baseline = len(descendants(os.getpid()))
             load(url, 1, 1, body, timeout)  # warm-up: imports, first sandbox, first graph
-            table = Table(title=f"tinyact API load test: {name}, {os.cpu_count()} CPUs")
+            settle(service)
+            baseline = len(descendants(os.getpid()))  # the pool's ready sandboxes included
+            table = Table(title=f"tinyact API load test: {name}, {os.cpu_count()} CPUs, "
+                                f"sandbox pool {args.sandbox_pool}")
             for col in ("clients", "requests", "errors", "req/s", "p50 s", "p99 s", "steps/run",
                         "conv/call", "sandboxes left"):
                 table.add_column(col, justify="right")
@@ -146,6 +176,7 @@ def main() -> None:
                 calls0, convs0 = service.engine.inner_calls, service.engine.batched_conversations
                 res = load(url, clients, requests, body, timeout)
                 time.sleep(0.5)  # let closing sandboxes exit
+                settle(service)
                 left = len(descendants(os.getpid())) - baseline
                 calls = service.engine.inner_calls - calls0
                 convs = service.engine.batched_conversations - convs0
@@ -160,6 +191,106 @@ def main() -> None:
                 console.log(f"{clients} client(s): {len(lat)} ok, {len(res['errors'])} errors in {res['wall']:.1f}s")
                 for e in res["errors"][:3]:
                     console.log(f"  error: {e}")
+    console.print(table)
+
+
+def settle(service, timeout: float = 30.0) -> None:
+    """Wait until the sandbox pool is full again (its ready sandboxes are not leftovers)."""
+    deadline = time.monotonic() + timeout
+    while service.pool is not None and len(service.pool) < service.pool.size and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.3)
+
+
+def scripted_engine():
+    from tinyact.models.engines.scripted import ScriptedEngine, act
+
+    script = [act("x = sum(range(1000))\nprint(x)", "add them up"), act("final_answer(x)", "answer")]
+    return ScriptedEngine({REPLAY_TASK: script})
+
+
+def serve_replica(args) -> None:
+    """One replica: the scripted agent API on 127.0.0.1:PORT over ``--db``."""
+    import uvicorn
+
+    from tinyact.serve import RunService, ServerConfig, create_app
+
+    config = ServerConfig(db=args.db, replica_id=args.replica_id, max_active_per_key=max(args.clients),
+                          max_queued_per_key=10_000, sandbox_pool=args.sandbox_pool)
+    uvicorn.run(create_app(RunService(scripted_engine(), config=config)), host="127.0.0.1", port=args.serve,
+                log_level="warning", backlog=256)
+
+
+def replicas(db: str, n: int, args) -> list:
+    """``n`` replica processes on ``db``; their URLs once ready."""
+    import socket
+    import subprocess
+    import sys
+
+    procs, urls = [], []
+    for i in range(n):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        cmd = [sys.executable, "-m", "tinyact.bench.api", "--serve", str(port), "--db", db, "--replica-id",
+               f"bench-{i}", "--sandbox-pool", str(args.sandbox_pool), "--clients", *map(str, args.clients)]
+        procs.append(subprocess.Popen(cmd))
+        urls.append(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 120
+    for url, proc in zip(urls, procs):
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"replica at {url} did not start")
+            time.sleep(0.2)
+    return [procs, urls]
+
+
+def compare_replicas(args) -> None:
+    """One table: the same scripted load on SQLite x1, PostgreSQL x1 and PostgreSQL x2."""
+    import contextlib
+
+    console = Console(width=max(Console().width, 110))
+    requests = args.requests or 96
+    body = {"task": REPLAY_TASK, "max_steps": args.max_steps}
+    table = Table(title=f"tinyact API replicas: scripted 2-step runs, {os.cpu_count()} CPUs, "
+                        f"sandbox pool {args.sandbox_pool}")
+    for col in ("store", "replicas", "clients", "requests", "errors", "req/s", "p50 s", "p99 s"):
+        table.add_column(col, justify="right")
+    with contextlib.ExitStack() as stack:
+        pg_url = args.pg_url
+        if pg_url is None:
+            try:
+                from tests.serve.postgres import PostgresServer  # a checkout: start a temporary server
+            except ImportError:
+                raise SystemExit("--replicas needs --pg-url (or run from a checkout that has tests/)") from None
+            pg = stack.enter_context(PostgresServer())
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        setups = [("sqlite", 1, str(Path(tmp) / "runs.sqlite")), ("postgresql", 1, pg_url or pg.database()),
+                  ("postgresql", 2, pg_url or pg.database())]
+        for store, n, db in setups:
+            procs, urls = replicas(db, n, args)
+            try:
+                for url in urls:
+                    load([url], 1, 2, body, 120.0)  # warm-up
+                for clients in args.clients:
+                    res = load(urls, clients, requests, body, 120.0)
+                    lat = res["latencies"]
+                    table.add_row(store, str(n), str(clients), str(requests), str(len(res["errors"])),
+                                  f"{len(lat) / res['wall']:.3g}", f"{percentile(lat, 0.5):.3f}",
+                                  f"{percentile(lat, 0.99):.3f}")
+                    console.log(f"{store} x{n}, {clients} client(s): {len(lat)} ok in {res['wall']:.1f}s")
+                    for e in res["errors"][:3]:
+                        console.log(f"  error: {e}")
+            finally:
+                for p in procs:
+                    p.terminate()
+                for p in procs:
+                    p.wait(30)
     console.print(table)
 
 

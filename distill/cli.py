@@ -45,9 +45,20 @@ def prefixes(config: ConfigArg, workdir: WorkdirOpt = None) -> None:
 
 
 @app.command()
-def collect(config: ConfigArg, workdir: WorkdirOpt = None) -> None:
+def collect(
+    config: ConfigArg,
+    workdir: WorkdirOpt = None,
+    ray: Annotated[Optional[str], typer.Option(help="Spread the questions over Ray workers: 'local' (start Ray "
+                                                    "here), 'auto' or a head's host:port.")] = None,
+    ray_workers: Annotated[Optional[int], typer.Option(min=1, help="Ray workers (default: the cluster's CPUs).")] = None,
+) -> None:
     """Run the teacher agent on every training question (trajectories.jsonl; resumable)."""
-    _show(_pipeline(config, workdir).collect())  # type: ignore[attr-defined]
+    from tinyact.errors import TinyactError
+
+    try:
+        _show(_pipeline(config, workdir).collect(ray=ray, ray_workers=ray_workers))  # type: ignore[attr-defined]
+    except TinyactError as e:
+        raise fail(str(e), 2) from None
 
 
 @app.command("filter")

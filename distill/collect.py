@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -87,14 +88,45 @@ def summarize_trajectories(path: str | os.PathLike[str], questions: int | None =
     )
 
 
+def run_question(agent: Agent, q: Question, prefix: str | None) -> Trajectory:
+    """One teacher run on ``q``, graded, its metadata filled in."""
+    result = agent.run(q.question, prefix=prefix, thread_id=f"{q.id}-{uuid.uuid4().hex[:8]}")
+    t = result.trajectory
+    correct = grade(t.final_answer, q.answer, q.metadata.get("grader", "qa"))
+    t.metadata.update(
+        question_id=q.id, gold=q.answer, grader=q.metadata.get("grader", "qa"),
+        source=q.metadata.get("source", ""), correct=correct, prefix_used=prefix is not None,
+    )
+    return t
+
+
+class _CollectOnWorker:
+    """A Ray worker's side: builds the teacher agent once, then runs one question per call."""
+
+    def __init__(self, make_agent: Callable[[], Agent], prefixes: Mapping[str, str]) -> None:
+        self.make_agent, self.prefixes = make_agent, dict(prefixes)
+
+    def __call__(self) -> Callable[[Question], tuple[str | None, str]]:
+        agent = self.make_agent()
+
+        def run(q: Question) -> tuple[str | None, str]:
+            try:
+                return run_question(agent, q, self.prefixes.get(q.id)).to_jsonl(), ""
+            except Exception as e:  # an infrastructure failure: reported, left undone
+                return None, f"{type(e).__name__}: {e}"
+
+        return run
+
+
 def collect_trajectories(
-    agent: Agent,
+    agent: Agent | Callable[[], Agent],
     questions: Sequence[Question],
     out_path: str | os.PathLike[str],
     *,
     prefixes: Mapping[str, str] | None = None,
     workers: int = 8,
     progress: bool | Callable[[int, int, int], None] = True,
+    ray: str | None = None,
 ) -> CollectSummary:
     """Run the teacher agent on every question not yet in ``out_path`` and append its trajectory.
 
@@ -105,12 +137,18 @@ def collect_trajectories(
     correct, prefix_used. A kill loses only the runs in flight; rerunning skips
     done ids and cuts a torn last line.
 
+    With ``ray`` (a cluster address, see ``tinyact.eval.distributed``), the
+    questions are spread over ``workers`` Ray actors instead of threads; each
+    builds its own teacher agent from ``agent``, which is then a picklable
+    zero-argument factory, and the trajectories stream back to ``out_path``.
+
     Args:
-        agent: The teacher agent (its engine, tools, max_steps, prompt).
+        agent: The teacher agent (its engine, tools, max_steps, prompt), or with
+            ``ray`` a factory that builds it.
         questions: Training questions (``metadata["grader"]`` picks the checker).
         out_path: The trajectories JSONL.
         prefixes: ``{question id: prefix}``; the first step continues the prefix.
-        workers: Questions in flight.
+        workers: Questions in flight (with ``ray``: Ray actors).
         progress: Show a progress bar with ETA, or a callback ``(done, total, solved)``.
 
     Returns:
@@ -122,21 +160,26 @@ def collect_trajectories(
     todo = [q for q in questions if q.id not in done]
     total = len(questions)
     failed = 0
-
-    def run_one(q: Question) -> Trajectory:
-        prefix = prefixes.get(q.id)
-        result = agent.run(q.question, prefix=prefix, thread_id=f"{q.id}-{uuid.uuid4().hex[:8]}")
-        t = result.trajectory
-        correct = grade(t.final_answer, q.answer, q.metadata.get("grader", "qa"))
-        t.metadata.update(
-            question_id=q.id, gold=q.answer, grader=q.metadata.get("grader", "qa"),
-            source=q.metadata.get("source", ""), correct=correct, prefix_used=prefix is not None,
-        )
-        return t
-
     from tinyact.console import tally
 
     bar = tally("collect", total, done=total - len(todo), score="solved", enabled=progress)
+    if ray is not None:
+        from tinyact.eval.distributed import ray_map
+
+        with JsonlWriter(out_path) as w, bar as advance:
+            for q, (line, error) in zip(todo, ray_map(_CollectOnWorker(agent, prefixes), todo, address=ray,  # type: ignore[arg-type]
+                                                      workers=workers), strict=True):
+                if line is None:
+                    failed += 1
+                    log.warning("question %s failed: %s", q.id, error)
+                    continue
+                w.write(line)
+                advance(bool(json.loads(line)["metadata"]["correct"]))
+        return _summary(out_path, total, failed, started)
+
+    def run_one(q: Question) -> Trajectory:
+        return run_question(agent, q, prefixes.get(q.id))  # type: ignore[arg-type]
+
     with JsonlWriter(out_path) as w, bar as advance, ThreadPoolExecutor(max(1, workers), thread_name_prefix="collect") as pool:
         pending: dict[Future, Question] = {}
         queue = list(todo)
@@ -155,6 +198,10 @@ def collect_trajectories(
                     continue
                 w.write(t.to_jsonl())
                 advance(bool(t.metadata["correct"]))
+    return _summary(out_path, total, failed, started)
+
+
+def _summary(out_path: str | os.PathLike[str], total: int, failed: int, started: float) -> CollectSummary:
     summary = summarize_trajectories(out_path, total)
     summary.failed_runs = failed
     summary.seconds = round(time.time() - started, 1)

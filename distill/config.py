@@ -122,6 +122,9 @@ class TrainConfig:
             packing=False,
             dataloader_num_workers=0,
             disable_tqdm=True,
+            # no GPU: say CPU, so that under `accelerate launch` (torchrun) the processes train
+            # together over gloo instead of each alone (see examples/accelerate-cpu-ddp.yaml)
+            use_cpu=not torch.cuda.is_available(),
         )
         kwargs.update(self.extra)
         return SFTConfig(**kwargs)

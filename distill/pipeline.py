@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 from tinyact.distill.config import DistillConfig
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "build_teacher"]
 
 STAGES = ("prefixes", "collect", "filter", "sft-data", "train", "export")
 
@@ -63,27 +64,44 @@ class Pipeline:
                                  sampling=SamplingParams(temperature=0.0, max_tokens=c.prefix_max_tokens),
                                  batch_size=c.batch_size)
 
-    def collect(self) -> dict[str, Any]:
+    def teacher_agent(self) -> Any:
+        """The teacher agent, its engine behind a ``BatchingEngine`` (close both when done)."""
         from tinyact.agents.agent import Agent
-        from tinyact.distill.collect import collect_trajectories
-        from tinyact.distill.prefixes import load_prefixes
         from tinyact.models.engines.batching import BatchingEngine
 
         c = self.config
-        prefixes = None
-        if c.use_prefix:
-            prefixes = self.prefixes() if not self.paths["prefixes"].exists() else load_prefixes(self.paths["prefixes"])
         engine = BatchingEngine(self.teacher_engine(), max_batch=c.batch_size, window_ms=50)
         agent = Agent(engine, tools=self.tools(), prompt=c.teacher_prompt, max_steps=c.max_steps,
                       max_tokens=c.max_tokens, exec_timeout=c.exec_timeout,
                       temperature=c.temperature)
         agent.model_name = c.teacher
-        try:
-            summary = collect_trajectories(agent, self.questions(), self.paths["trajectories"], prefixes=prefixes,
-                                           workers=c.batch_size, progress=self.progress)
-        finally:
-            agent.close()
-            engine.close()
+        return agent
+
+    def collect(self, ray: str | None = None, ray_workers: int | None = None) -> dict[str, Any]:
+        """Teacher trajectories; with ``ray`` (a cluster address or "local") spread over Ray workers,
+        each loading the teacher itself (``teacher_engine_kwargs`` may point it at vLLM servers)."""
+        from tinyact.distill.collect import collect_trajectories
+        from tinyact.distill.prefixes import load_prefixes
+
+        c = self.config
+        prefixes = None
+        if c.use_prefix:
+            prefixes = self.prefixes() if not self.paths["prefixes"].exists() else load_prefixes(self.paths["prefixes"])
+        if ray is not None:
+            from tinyact.eval.distributed import connect
+
+            connect(ray)
+            summary = collect_trajectories(functools.partial(build_teacher, c), self.questions(),
+                                           self.paths["trajectories"], prefixes=prefixes, ray=ray,
+                                           workers=ray_workers, progress=self.progress)  # type: ignore[arg-type]
+        else:
+            agent = self.teacher_agent()
+            try:
+                summary = collect_trajectories(agent, self.questions(), self.paths["trajectories"], prefixes=prefixes,
+                                               workers=c.batch_size, progress=self.progress)
+            finally:
+                agent.close()
+                agent.engine.close()
         data = summary.as_dict()
         (Path(c.workdir) / "collect-summary.json").write_text(json.dumps(data, indent=2) + "\n")
         return data
@@ -128,3 +146,8 @@ class Pipeline:
         if force or not (self.paths["merged"] / "config.json").exists():
             out["export"] = self.export()
         return out
+
+
+def build_teacher(config: DistillConfig) -> Any:
+    """The teacher agent for ``config`` (module-level: what each Ray worker of a collection builds)."""
+    return Pipeline(config, progress=False).teacher_agent()

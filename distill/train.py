@@ -41,7 +41,9 @@ def _loss_logger(path: Path | None) -> Any:
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
             if not logs or "loss" not in logs:
                 return
-            self.losses.append(float(logs["loss"]))
+            self.losses.append(float(logs["loss"]))  # the same on every process (gathered by the Trainer)
+            if not state.is_world_process_zero:
+                return
             rec = {"step": state.global_step, "max_steps": state.max_steps, "loss": logs["loss"],
                    "lr": logs.get("learning_rate"), "epoch": logs.get("epoch"),
                    "seconds": round(time.time() - self.started, 1)}
@@ -70,6 +72,10 @@ def train_student(
     ``output_dir/../checkpoints``); with ``resume``, training continues from
     the last one. The result (adapter or full model + tokenizer) is saved to
     ``output_dir``; losses are printed and appended to ``checkpoint_dir/loss.jsonl``.
+
+    Runs unchanged under ``accelerate launch`` (DDP over processes, or FSDP):
+    the Trainer splits the batches and syncs the gradients; only the main
+    process writes the result, and every process returns it.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -105,15 +111,20 @@ def train_student(
     last = get_last_checkpoint(str(ckpt_dir)) if resume else None
     started = time.time()
     trainer.train(resume_from_checkpoint=last)
+    main = trainer.is_world_process_zero()
     tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    (tmp / "tinyact-train.json").write_text(json.dumps(
-        {"student": student, "base_path": str(path), "lora": config.lora, "examples": len(dataset),
-         "steps": trainer.state.global_step, "losses": logger.losses}, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))  # every process takes part (FSDP gathers the weights); the main one writes
+    if main:
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "tinyact-train.json").write_text(json.dumps(
+            {"student": student, "base_path": str(path), "lora": config.lora, "examples": len(dataset),
+             "steps": trainer.state.global_step, "losses": logger.losses,
+             "processes": trainer.args.world_size}, indent=2) + "\n")
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    trainer.accelerator.wait_for_everyone()
     return TrainResult(str(out), trainer.state.global_step, round(time.time() - started, 1), logger.losses,
                        len(dataset), last)
 

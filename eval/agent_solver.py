@@ -25,6 +25,8 @@ class AgentSolver:
         self.agent = agent
         self.parallel = max(1, parallel)
         self.trajectories = trajectories
+        self.last_trajectories: list[Any] = []
+        """The trajectories of the last batch (a Ray worker sends them to the driver)."""
 
     @property
     def config(self) -> dict[str, Any]:
@@ -37,6 +39,7 @@ class AgentSolver:
 
         with ThreadPoolExecutor(max_workers=min(self.parallel, max(1, len(questions)))) as pool:
             results = list(pool.map(lambda q: self.agent.run(q.question), questions))
+        self.last_trajectories = [r.trajectory for r in results]
         if self.trajectories is not None:
             append_jsonl(self.trajectories, [r.trajectory for r in results])
         return [prediction_from_trajectory(r.trajectory) for r in results]

@@ -69,6 +69,38 @@ def _benchmark(name: str, kind: str | None, split: str | None, data_dir: Path | 
     return bench
 
 
+def _make_cot_solver(*, model: str, engine: str, kind: Any, samples: int, sampling: Any,
+                     engine_kwargs: dict[str, Any]) -> Any:
+    """The CoT method's SolveBatch (module-level: a Ray worker builds it from a partial)."""
+    from tinyact.eval.cot import CoTSolver
+    from tinyact.models.engines import load_engine
+
+    return CoTSolver(load_engine(model, engine, **engine_kwargs), kind, samples=samples, sampling=sampling,
+                     model=model)
+
+
+def _dry_config(method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """What a solver records in config.json, from one built on an empty ReplayEngine (no model
+    loaded here): the driver of a ``--ray`` run writes the same config as a local run."""
+    from tinyact.models.engines import ReplayEngine
+
+    if method == "cot":
+        from tinyact.eval.cot import CoTSolver
+
+        return CoTSolver(ReplayEngine([]), kwargs["kind"], samples=kwargs["samples"], sampling=kwargs["sampling"],
+                         model=kwargs["model"]).config
+    from tinyact.agents import Agent
+    from tinyact.eval.agent_solver import AgentSolver
+    from tinyact.tools.retrieval.cli import search_tools
+
+    index = kwargs["index"]
+    agent = Agent(ReplayEngine([]), tools=search_tools(None if index is None else str(index)),
+                  samples=kwargs["samples"], temperature=kwargs["temperature"], max_tokens=kwargs["sampling"].max_tokens,
+                  seed=kwargs["sampling"].seed, max_steps=kwargs["max_steps"], prompt=kwargs["prompt"] or "full")
+    agent.model_name = kwargs["model"]
+    return AgentSolver(agent).config
+
+
 @app.command("run")
 def run(
     benchmark: Annotated[str, typer.Option(
@@ -103,8 +135,15 @@ def run(
     judge_model: Annotated[Optional[str], typer.Option(help="The judge's model name.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Shared data folder (default ../shared/data).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    ray: Annotated[
+        Optional[str], typer.Option(help="Spread the batches over Ray workers: 'local' (start Ray here), 'auto' "
+                                         "(RAY_ADDRESS / this machine's cluster) or a head's host:port.")
+    ] = None,
+    ray_workers: Annotated[Optional[int], typer.Option(min=1, help="Ray workers (default: the cluster's CPUs).")] = None,
 ) -> None:
     """Run one benchmark with one method into a resumable run folder."""
+    import functools
+
     from tinyact.eval.datasets import load_benchmark
     from tinyact.eval.runner import run_eval
     from tinyact.schema import SamplingParams
@@ -130,22 +169,30 @@ def run(
                 raise ConfigError("--judge-url needs --judge-model")
             judge = LLMJudge(judge_url, judge_model)
         if method == "agent":
-            solver = _make_agent_solver(
-                benchmark=bench, model=model, engine=engine, samples=samples, sampling=sampling,
+            kwargs: dict[str, Any] = dict(
+                benchmark=None, model=model, engine=engine, samples=samples, sampling=sampling,
                 temperature=temperature,  # None: the agent's own defaults (paper: 0.4 / top_p 0.8 for k>1)
                 parallel=max(1, min(parallel, batch_size)),
-                max_steps=max_steps, prompt=prompt, index=index, out=out, engine_kwargs=engine_kwargs,
+                max_steps=max_steps, prompt=prompt, index=index, engine_kwargs=engine_kwargs,
             )
-            config: dict[str, object] = {**solver.config, "engine": engine, "index": str(index) if index else None}
+            factory = functools.partial(_make_agent_solver, **kwargs)
+            extra: dict[str, object] = {"engine": engine, "index": str(index) if index else None}
         else:
-            from tinyact.eval.cot import CoTSolver
-            from tinyact.models.engines import load_engine
+            kwargs = dict(model=model, engine=engine, kind=bench.kind, samples=samples, sampling=sampling,
+                          engine_kwargs=engine_kwargs)
+            factory = functools.partial(_make_cot_solver, **kwargs)
+            extra = {"engine": engine}
+        if ray:
+            from tinyact.eval.distributed import RaySolve, connect
 
-            solver = CoTSolver(
-                load_engine(model, engine, **engine_kwargs), bench.kind, samples=samples,
-                sampling=sampling, model=model,
-            )
-            config = {**solver.config, "engine": engine}
+            out.mkdir(parents=True, exist_ok=True)
+            connect(ray)
+            solver: Any = RaySolve(factory, address=ray, workers=ray_workers,
+                                   trajectories=out / "trajectories.jsonl" if method == "agent" else None)
+            config: dict[str, object] = {**_dry_config(method, kwargs), **extra}
+        else:
+            solver = factory(out=out) if method == "agent" else factory()
+            config = {**solver.config, **extra}
         if dtype:
             config["dtype"] = dtype
         if bench.split == "file":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -306,12 +306,10 @@ def run_eval(
     with tally(benchmark.name, len(questions), done=len(questions) - len(todo), score="acc",
                enabled=progress) as advance:
         with jsonl.JsonlWriter(out / RESULTS) as results:
-            for batch in batches:
-                started, batch_started_at = time.perf_counter(), time.time()
-                preds = list(solve_batch(batch))
+            for batch, (preds, batch_started_at, seconds) in zip(batches, _solved(solve_batch, batches), strict=True):
                 if len(preds) != len(batch):
                     raise ConfigError(f"solve_batch returned {len(preds)} predictions for {len(batch)} questions")
-                per_question = (time.perf_counter() - started) / len(batch)
+                per_question = seconds / len(batch)
                 for q, p in zip(batch, preds, strict=True):
                     if not p.seconds:
                         p = p.model_copy(update={"seconds": per_question})
@@ -327,3 +325,16 @@ def run_eval(
     summary = summarize(load_results(out), cfg)
     _write_json(out / SUMMARY, summary.model_dump())
     return summary
+
+
+def _solved(solve_batch: SolveBatch, batches: list[list[Question]]) -> Iterator[tuple[list[Prediction], float, float]]:
+    """(predictions, start time, seconds) per batch, in order: one call after another, or all at
+    once on a solver that spreads them (``map_batches``: ``RaySolve`` on a Ray cluster)."""
+    spread = getattr(solve_batch, "map_batches", None)
+    if spread is not None:
+        yield from spread(batches)
+        return
+    for batch in batches:
+        started, started_at = time.perf_counter(), time.time()
+        preds = list(solve_batch(batch))
+        yield preds, started_at, time.perf_counter() - started

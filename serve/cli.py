@@ -14,7 +14,7 @@ from tinyact.tools.retrieval.cli import IndexOption, search_tools
 def serve(
     model: Annotated[Optional[str], typer.Option(help="Catalog name or model folder (with --engine-url: the served name).")] = None,
     engine: Annotated[str, typer.Option(help=ENGINE_HELP + "; ignored with --engine-url")] = "auto",
-    engine_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible model server, e.g. http://vllm:8000/v1.")] = None,
+    engine_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible model server, e.g. http://vllm:8000/v1; several comma-separated: calls spread over them, a failed one retried on another.")] = None,
     host: Annotated[str, typer.Option(help="Interface to bind; without API keys only loopback clients are served.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     index: IndexOption = None,

@@ -48,6 +48,9 @@ class ServerConfig:
     """What happens at start-up to runs a previous process left unfinished."""
     sandbox: str = "auto"
     """auto | process | docker: one sandbox per run, closed when the run ends."""
+    sandbox_pool: int = 4
+    """Fresh sandboxes kept started ahead of the runs that will take them (0: start one per run
+    when it begins). Each run still gets a new process of its own."""
     retry_after: int = 2
     """Seconds suggested by ``Retry-After`` on 429."""
     batch_max: int = 32
@@ -65,6 +68,8 @@ class ServerConfig:
                      "default_samples", "max_samples", "retry_after", "batch_max", "engine_parallel"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.sandbox_pool < 0:
+            raise ConfigError(f"sandbox_pool must be >= 0, got {self.sandbox_pool}")
         if self.max_queued_per_key < 0:
             raise ConfigError(f"max_queued_per_key must be >= 0, got {self.max_queued_per_key}")
         if self.lease_ttl <= 0 or self.poll_interval <= 0:

@@ -18,6 +18,7 @@ checkpoint. Per-key limits are counted in the database.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -34,6 +35,7 @@ from tinyact.serve.conversations import ConversationStore, Turn
 from tinyact.serve.keeper import RunKeeper
 from tinyact.serve.limits import QueueFull
 from tinyact.serve.metrics import Metrics
+from tinyact.serve.pool import SandboxPool
 from tinyact.serve.protocol import (
     FinalEvent,
     ModelCard,
@@ -129,6 +131,9 @@ class RunService:
         self._closing = False
         self._slots = threading.Condition()  # notified when a run of this process ends
         self.keeper: RunKeeper | None = None
+        self._agents: dict[str, Agent] = {}
+        self._agents_lock = threading.Lock()
+        self.pool: SandboxPool | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -137,6 +142,9 @@ class RunService:
         start the keeper (leases, cancel flags, takeovers)."""
         self.store, self.saver = open_store(self.config.db, pool_size=self.config.max_active_per_key * 2 + 8)
         self.conversations = ConversationStore(_conversations_db(self.config.db))
+        if isinstance(self.sandbox, str) and self.config.sandbox_pool > 0:
+            self.pool = SandboxPool(self.sandbox, self.config.sandbox_pool)
+            self.pool.prime(dict(self.tools))  # the tool set of requests that name none
         if self._loader is None:
             self._set_engine(self._given_engine)
         else:
@@ -152,9 +160,8 @@ class RunService:
         if self.keeper is not None:
             self.keeper.stop()
         handles = list(self._active.values())
-        for h in handles:
-            if h.agent is not None:
-                h.agent.sessions.close_all()
+        for agent in list(self._agents.values()):
+            agent.sessions.close_all()
         deadline = time.monotonic() + timeout
         for h in handles:
             if h.thread is not None:
@@ -166,6 +173,8 @@ class RunService:
                 self.store.release(self.replica)
             except Exception:
                 log.exception("releasing the leases failed")
+        if self.pool is not None:
+            self.pool.close()
         close = getattr(self.engine, "close", None)
         if self.batch and close is not None:
             close()
@@ -320,7 +329,7 @@ class RunService:
 
     @property
     def active_sandboxes(self) -> int:
-        return sum(len(h.agent.sessions) for h in list(self._active.values()) if h.agent is not None)
+        return sum(len(a.sessions) for a in list(self._agents.values()))
 
     # ---------------------------------------------------------------- internals
 
@@ -401,13 +410,12 @@ class RunService:
         if self._closing:
             return
         try:
-            agent = Agent(self.engine, tools=self._tools_for(handle.request), sandbox=self.sandbox,
-                          checkpointer=self.saver, **options)
+            agent = self._agent_for(handle.request, options)
             handle.agent = agent
             result = None
             last = time.monotonic()
             turn = handle.turn
-            with agent:
+            try:
                 for item in agent.stream(handle.request.task, thread_id=handle.id, cancel=handle.cancel,
                                          history=turn.history if turn else None, setup=turn.setup if turn else (),
                                          tokens=handle.request.tokens):
@@ -424,6 +432,8 @@ class RunService:
                         handle.publish("step", data)
                     else:
                         result = item
+            finally:
+                agent.sessions.close(handle.id)  # this run's sandbox; the agent serves other runs
             assert result is not None
             t = result.trajectory
             if turn is not None and self.conversations is not None:  # before the end event: the next turn finds it
@@ -439,6 +449,24 @@ class RunService:
                 return
             log.exception("run %s failed", handle.id)
             self._end(handle, "failed", end_reason="error", error=f"{type(e).__name__}: {e}")
+
+    def _agent_for(self, request: RunRequest, options: dict[str, Any]) -> Agent:
+        """One ``Agent`` (compiled graph, prompt, session registry) per distinct options and
+        tools, shared by the runs that ask for the same: building one costs more than a run."""
+        tools = self._tools_for(request)
+        key = json.dumps([options, [t.name for t in tools]], sort_keys=True, default=repr)
+        with self._agents_lock:
+            agent = self._agents.get(key)
+            if agent is None:
+                sandbox = self.sandbox if self.pool is None else self.pool.open
+                agent = Agent(self.engine, tools=tools, sandbox=sandbox, checkpointer=self.saver, **options)
+                if len(self._agents) >= 64:  # forget the oldest idle one
+                    for old_key, old in list(self._agents.items()):
+                        if not len(old.sessions):
+                            del self._agents[old_key]
+                            break
+                self._agents[key] = agent
+            return agent
 
     def _end(self, handle: RunHandle, status: str, *, end_reason: str | None = None, answer: Any = None,
              error: str | None = None, trajectory: dict | None = None) -> None:

@@ -241,6 +241,9 @@ def connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
     if path != ":memory:":
         conn.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit is in the WAL file before it returns, so a killed process loses
+        # nothing committed; only an OS crash or power loss may take the last commits back
+        conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
 

@@ -79,7 +79,13 @@ def load_engine(model: str, engine: str = "auto", **kwargs: Any) -> Engine:
 
         return LlamaCppEngine(model, **kwargs)
     if engine == "openai":
+        from tinyact.models.engines.fleet import FleetEngine, split_urls
         from tinyact.models.engines.openai import OpenAIEngine  # type: ignore[import-not-found]
 
-        return OpenAIEngine(model, **kwargs)
+        urls = split_urls(kwargs.pop("base_url", None))
+        if model.startswith(("http:", "https:")) and "," in model:  # "openai:http://a/v1,http://b/v1"
+            urls, model = split_urls(model), ""
+        if len(urls) > 1:  # several model servers: spread the calls, fail over (see fleet.py)
+            return FleetEngine.openai(urls, model, **kwargs)
+        return OpenAIEngine(model, base_url=urls[0] if urls else None, **kwargs)
     raise ConfigError(f"engine must be auto or one of {', '.join(ENGINES)}, got {engine!r}")
