@@ -11,7 +11,7 @@ from tinyact.distill.config import DistillConfig
 
 __all__ = ["Pipeline"]
 
-STAGES = ("prefixes", "collect", "filter", "sft-data", "train", "export")
+STAGES = ("prefixes", "collect", "filter", "sft-data", "train", "export", "eval")
 
 
 class Pipeline:
@@ -115,8 +115,47 @@ class Pipeline:
 
         return str(export_model(self.paths["adapter"], self.paths["merged"]))
 
+    def evaluate(self, model: str | None = None) -> dict[str, Any]:
+        """The student (default: the merged export) on each held-out benchmark of ``config.evaluation``,
+        with the student prompt, into resumable run folders ``eval/<benchmark>-k<samples>``."""
+        from tinyact.agents.agent import Agent
+        from tinyact.eval.agent_solver import AgentSolver
+        from tinyact.eval.datasets import load_benchmark
+        from tinyact.eval.runner import run_eval
+        from tinyact.models.engines import load_engine
+        from tinyact.models.engines.batching import BatchingEngine
+        from tinyact.tools.retrieval.cli import search_tools
+
+        e, model = self.config.evaluation, model or str(self.paths["merged"])
+        summaries: dict[str, Any] = {}
+        if not e.benchmarks:
+            return summaries
+        engine = BatchingEngine(load_engine(model, e.engine, **e.engine_kwargs), max_batch=e.parallel, window_ms=50)
+        try:
+            for b in e.benchmarks:
+                bench = load_benchmark(b.name, b.split)
+                agent = Agent(engine, tools=search_tools(b.index), prompt=self.config.student_prompt,
+                              samples=e.samples, temperature=e.temperature if e.samples > 1 else 0.0,
+                              top_p=e.top_p if e.samples > 1 else 1.0, max_steps=e.max_steps,
+                              max_tokens=e.max_tokens)
+                agent.model_name = model
+                out = self.paths["eval"] / f"{b.name}-k{e.samples}"
+                out.mkdir(parents=True, exist_ok=True)
+                solver = AgentSolver(agent, parallel=e.parallel, trajectories=out / "trajectories.jsonl")
+                try:
+                    summary = run_eval(bench, solver, out, limit=b.limit, batch_size=e.parallel, method="agent",
+                                       config={**solver.config, "engine": e.engine, "index": b.index},
+                                       progress=self.progress)
+                finally:
+                    agent.close()
+                summaries[b.name] = summary.model_dump()
+        finally:
+            engine.close()
+        return summaries
+
     def run_all(self, *, force: bool = False) -> dict[str, Any]:
-        """Every stage in order; train and export are skipped when their output exists (unless ``force``)."""
+        """Every stage in order; train and export are skipped when their output exists (unless ``force``);
+        the evaluation runs when ``config.evaluation`` lists benchmarks (and resumes)."""
         out: dict[str, Any] = {}
         if self.config.use_prefix:
             out["prefixes"] = len(self.prefixes())
@@ -127,4 +166,6 @@ class Pipeline:
             out["train"] = {k: v for k, v in self.train().items() if k != "losses"}
         if force or not (self.paths["merged"] / "config.json").exists():
             out["export"] = self.export()
+        if self.config.evaluation.benchmarks:
+            out["eval"] = self.evaluate()
         return out
