@@ -210,6 +210,10 @@ class DistillConfig:
     """Questions run at once (their model calls are batched into shared engine calls)."""
     keep_recovered_errors: bool = True
     """Keep correct runs whose code raised and was fixed later (paper: kept "for reflection")."""
+    check_overlap: bool = True
+    """Before collecting, refuse training questions that are held-out test questions (``distill/overlap.py``)."""
+    manifest_dir: str | None = None
+    """Also write the data files' manifests here (a folder in git; the data stays in ``workdir``)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation of the exported student (the paper's SAG by default)."""

@@ -53,6 +53,23 @@ class Pipeline:
                 self._tools.append(search_tool(open_index(self.config.retrieval_index)))
         return self._tools
 
+    def overlap(self) -> dict[str, Any] | None:
+        """Training questions against the held-out test sets (the evaluation's benchmarks, else every
+        test set); None for seeded code tasks only. Raises ConfigError on any overlap."""
+        from tinyact.distill.overlap import check_overlap, held_out_sets
+        from tinyact.eval.datasets import load_benchmark
+
+        if all(t.source == "code_tasks" for t in self.config.tasks):
+            return None
+        benchmarks = self.config.evaluation.benchmarks
+        tests = [load_benchmark(b.name, b.split) for b in benchmarks] if benchmarks else held_out_sets()
+        return check_overlap(self.questions(), tests).as_dict()
+
+    def _manifest(self, key: str, kind: str, counts: dict[str, Any], **kw: Any) -> None:
+        from tinyact.distill.manifest import write_manifest
+
+        write_manifest(self.paths[key], kind, self.config, counts, copy_to=self.config.manifest_dir, **kw)
+
     # -------------------------------------------------------------- stages
     def prefixes(self) -> dict[str, str]:
         from tinyact.distill.prefixes import generate_prefixes
@@ -70,6 +87,7 @@ class Pipeline:
         from tinyact.models.engines.batching import BatchingEngine
 
         c = self.config
+        overlap = self.overlap() if c.check_overlap else None
         prefixes = None
         if c.use_prefix:
             prefixes = self.prefixes() if not self.paths["prefixes"].exists() else load_prefixes(self.paths["prefixes"])
@@ -86,13 +104,23 @@ class Pipeline:
             engine.close()
         data = summary.as_dict()
         (Path(c.workdir) / "collect-summary.json").write_text(json.dumps(data, indent=2) + "\n")
+        from tinyact.distill.collect import read_trajectories
+
+        trajs = read_trajectories(self.paths["trajectories"])
+        self._manifest("trajectories", "teacher-trajectories", {k: v for k, v in data.items() if k != "seconds"},
+                       questions=self.questions(), extra={
+                           "prompt_versions": sorted({t.prompt_version for t in trajs}),
+                           "with_prefix": sum(bool(t.metadata.get("prefix_used")) for t in trajs),
+                           "overlap_check": overlap})
         return data
 
     def filter(self) -> dict[str, Any]:
         from tinyact.distill.filtering import filter_file
 
-        return filter_file(self.paths["trajectories"], self.paths["kept"], report_path=self.paths["filter_report"],
-                           keep_recovered_errors=self.config.keep_recovered_errors).as_dict()
+        report = filter_file(self.paths["trajectories"], self.paths["kept"], report_path=self.paths["filter_report"],
+                             keep_recovered_errors=self.config.keep_recovered_errors).as_dict()
+        self._manifest("kept", "filtered-trajectories", report)
+        return report
 
     def sft_data(self, extra_logs: Sequence[str] = ()) -> int:
         from tinyact.distill.collect import read_trajectories
@@ -100,8 +128,14 @@ class Pipeline:
 
         system = student_system_prompt(self.config.student_prompt, self.tools())
         extra = [ex for p in extra_logs for ex in import_smolagents_logs(p, system_prompt=system)]
-        return write_sft_data(read_trajectories(self.paths["kept"]), self.paths["sft"], system_prompt=system,
-                              extra=extra)
+        n = write_sft_data(read_trajectories(self.paths["kept"]), self.paths["sft"], system_prompt=system,
+                           extra=extra)
+        import hashlib
+
+        self._manifest("sft", "sft-conversations", {"examples": n, "imported": len(extra)}, extra={
+            "student_prompt": self.config.student_prompt,
+            "system_prompt_sha256": hashlib.sha256(system.encode()).hexdigest()})
+        return n
 
     def train(self) -> dict[str, Any]:
         from tinyact.distill.train import train_student
