@@ -80,3 +80,17 @@ def test_pipeline_writes_manifests_beside_the_data_and_a_copy(tmp_path):
     assert sft["sha256"] == hashlib.sha256(pipeline.paths["sft"].read_bytes()).hexdigest()
     copies = sorted(p.name for p in keep.iterdir())
     assert copies == ["kept.jsonl.manifest.json", "sft.jsonl.manifest.json", "trajectories.jsonl.manifest.json"]
+
+
+def test_cpu_paper_config_trains_on_no_held_out_question(tmp_path, shared_data, monkeypatch):
+    from pathlib import Path
+
+    from tinyact.distill import load_config
+
+    monkeypatch.setenv("TINYACT_SHARED_DATA", str(shared_data))
+    cfg = load_config(Path(__file__).resolve().parents[2] / "examples" / "distill-cpu-paper.yaml")
+    assert cfg.manifest_dir and cfg.check_overlap and cfg.evaluation.samples == 1
+    cfg.workdir = str(tmp_path / "w")
+    report = Pipeline(cfg, progress=False).overlap()
+    assert report["clean"] and report["train_questions"] == 300
+    assert set(report["test_questions"]) == {"gsm-hard:test", "math500:test", "hotpotqa-distractor:test"}
