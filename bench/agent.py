@@ -103,13 +103,16 @@ def accuracy(model: str, prompts: list[str], n_tasks: int, max_steps: int, engin
 
     tasks = make_code_tasks(n_tasks)
     engine = load_engine(model, engine=engine_name)
-    rows = []
+    agents = {p: Agent(engine, prompt=p, max_steps=max_steps, time_budget=time_budget) for p in prompts}
+    runs: dict[str, list] = {p: [] for p in prompts}
     with progress_bar(console=console) as progress:
-        for prompt in prompts:
-            agent = Agent(engine, prompt=prompt, max_steps=max_steps, time_budget=time_budget)
-            rows.append({"prompt": prompt, **summarize(solve(agent, tasks, progress, f"{prompt} prompt"))})
-            console.log(rows[-1])  # a partial result survives a crash of a later stage
-    return rows
+        # Prompts alternate task by task, so a shared machine's changing load falls on all alike.
+        for task in tasks:
+            for prompt, agent in agents.items():
+                runs[prompt] += solve(agent, [task], progress, f"{prompt} prompt, task {task.id}")
+                console.log({"prompt": prompt, "task": task.id, "correct": runs[prompt][-1].correct,
+                             "seconds": round(runs[prompt][-1].seconds, 1)})  # survives a crash
+    return [{"prompt": p, **summarize(r)} for p, r in runs.items()]
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import typer
 from tinyact.console import console, err, fail
 
 app = typer.Typer(help="Distill a teacher agent into a small student (prefixes, collect, filter, sft-data, "
-                       "train, export, all).", no_args_is_help=True)
+                       "train, export, eval, all).", no_args_is_help=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="Distillation config (YAML), e.g. examples/distill-cpu.yaml.")]
 
@@ -90,6 +90,14 @@ def train(config: ConfigArg, workdir: WorkdirOpt = None) -> None:
 def export(config: ConfigArg, workdir: WorkdirOpt = None) -> None:
     """Merge the adapter into a model folder the transformers and vLLM engines load by path."""
     _show({"merged": _pipeline(config, workdir).export()})  # type: ignore[attr-defined]
+
+
+@app.command("eval")
+def eval_(config: ConfigArg, workdir: WorkdirOpt = None,
+          model: Annotated[Optional[str], typer.Option(help="Evaluate this model instead of the merged export.")] = None,
+          ) -> None:
+    """The student on the config's held-out benchmarks (evaluation: k, temperature, top_p; resumable)."""
+    _show(_pipeline(config, workdir).evaluate(model))  # type: ignore[attr-defined]
 
 
 @app.command("all")

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from tinyact.errors import ConfigError
 
-__all__ = ["DistillConfig", "TaskSource", "TrainConfig", "load_config"]
+__all__ = ["DistillConfig", "EvalBenchmark", "EvalConfig", "TaskSource", "TrainConfig", "load_config"]
 
 Source = Literal["code_tasks", "benchmark", "jsonl"]
 
@@ -131,6 +131,57 @@ class TrainConfig:
 
 
 @dataclass
+class EvalBenchmark:
+    """One held-out benchmark of the student's evaluation."""
+
+    name: str
+    """A benchmark of ``tinyact eval list`` (e.g. "hotpotqa", "math500", "gsm-hard")."""
+    split: str | None = None
+    """Default: the benchmark's test split."""
+    limit: int | None = None
+    """Only the first ``limit`` questions (the same ones for every model)."""
+    index: str | None = None
+    """Retrieval index folder or URL: gives the student ``search()`` (QA benchmarks)."""
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("an evaluation benchmark needs name= (e.g. math500)")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit must be >= 1, got {self.limit}")
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation of the exported student (``tinyact distill eval``).
+
+    Defaults are the paper's self-consistent action generation: k=8 candidate
+    actions per step at temperature 0.4, top_p 0.8, at most 5 steps.
+    """
+
+    benchmarks: list[EvalBenchmark] = field(default_factory=list)
+    """Nothing is evaluated when empty."""
+    engine: Literal["transformers", "vllm", "openai"] = "transformers"
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    samples: int = 8
+    temperature: float = 0.4
+    top_p: float = 0.8
+    max_steps: int = 5
+    max_tokens: int = 1024
+    parallel: int = 8
+    """Questions run side by side (their model calls batched)."""
+
+    def __post_init__(self) -> None:
+        self.benchmarks = [EvalBenchmark(**b) if isinstance(b, dict) else b for b in self.benchmarks]
+        for name in ("samples", "max_steps", "max_tokens", "parallel"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"evaluation.{name} must be >= 1, got {getattr(self, name)}")
+        if self.samples > 1 and self.temperature <= 0:
+            raise ConfigError("evaluation.samples > 1 needs temperature > 0")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"evaluation.top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass
 class DistillConfig:
     """One distillation run: teacher, questions, collection, filtering, student training, export.
 
@@ -163,11 +214,19 @@ class DistillConfig:
     """Questions run at once (their model calls are batched into shared engine calls)."""
     keep_recovered_errors: bool = True
     """Keep correct runs whose code raised and was fixed later (paper: kept "for reflection")."""
+    check_overlap: bool = True
+    """Before collecting, refuse training questions that are held-out test questions (``distill/overlap.py``)."""
+    manifest_dir: str | None = None
+    """Also write the data files' manifests here (a folder in git; the data stays in ``workdir``)."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    """Held-out evaluation of the exported student (the paper's SAG by default)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.train, dict):
             self.train = TrainConfig(**self.train)
+        if isinstance(self.evaluation, dict):
+            self.evaluation = EvalConfig(**self.evaluation)
         self.tasks = [TaskSource(**t) if isinstance(t, dict) else t for t in self.tasks]
         if not self.tasks:
             raise ConfigError("tasks must list at least one task source")
@@ -197,6 +256,7 @@ class DistillConfig:
             "checkpoints": w / "checkpoints",
             "adapter": w / "adapter",
             "merged": w / "merged",
+            "eval": w / "eval",
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from tinyact.distill.config import DistillConfig
 
 __all__ = ["Pipeline", "build_teacher"]
 
-STAGES = ("prefixes", "collect", "filter", "sft-data", "train", "export")
+STAGES = ("prefixes", "collect", "filter", "sft-data", "train", "export", "eval")
 
 
 class Pipeline:
@@ -54,6 +54,23 @@ class Pipeline:
                 self._tools.append(search_tool(open_index(self.config.retrieval_index)))
         return self._tools
 
+    def overlap(self) -> dict[str, Any] | None:
+        """Training questions against the held-out test sets (the evaluation's benchmarks, else every
+        test set); None for seeded code tasks only. Raises ConfigError on any overlap."""
+        from tinyact.distill.overlap import check_overlap, held_out_sets
+        from tinyact.eval.datasets import load_benchmark
+
+        if all(t.source == "code_tasks" for t in self.config.tasks):
+            return None
+        benchmarks = self.config.evaluation.benchmarks
+        tests = [load_benchmark(b.name, b.split) for b in benchmarks] if benchmarks else held_out_sets()
+        return check_overlap(self.questions(), tests).as_dict()
+
+    def _manifest(self, key: str, kind: str, counts: dict[str, Any], **kw: Any) -> None:
+        from tinyact.distill.manifest import write_manifest
+
+        write_manifest(self.paths[key], kind, self.config, counts, copy_to=self.config.manifest_dir, **kw)
+
     # -------------------------------------------------------------- stages
     def prefixes(self) -> dict[str, str]:
         from tinyact.distill.prefixes import generate_prefixes
@@ -84,6 +101,7 @@ class Pipeline:
         from tinyact.distill.prefixes import load_prefixes
 
         c = self.config
+        overlap = self.overlap() if c.check_overlap else None
         prefixes = None
         if c.use_prefix:
             prefixes = self.prefixes() if not self.paths["prefixes"].exists() else load_prefixes(self.paths["prefixes"])
@@ -104,13 +122,23 @@ class Pipeline:
                 agent.engine.close()
         data = summary.as_dict()
         (Path(c.workdir) / "collect-summary.json").write_text(json.dumps(data, indent=2) + "\n")
+        from tinyact.distill.collect import read_trajectories
+
+        trajs = read_trajectories(self.paths["trajectories"])
+        self._manifest("trajectories", "teacher-trajectories", {k: v for k, v in data.items() if k != "seconds"},
+                       questions=self.questions(), extra={
+                           "prompt_versions": sorted({t.prompt_version for t in trajs}),
+                           "with_prefix": sum(bool(t.metadata.get("prefix_used")) for t in trajs),
+                           "overlap_check": overlap})
         return data
 
     def filter(self) -> dict[str, Any]:
         from tinyact.distill.filtering import filter_file
 
-        return filter_file(self.paths["trajectories"], self.paths["kept"], report_path=self.paths["filter_report"],
-                           keep_recovered_errors=self.config.keep_recovered_errors).as_dict()
+        report = filter_file(self.paths["trajectories"], self.paths["kept"], report_path=self.paths["filter_report"],
+                             keep_recovered_errors=self.config.keep_recovered_errors).as_dict()
+        self._manifest("kept", "filtered-trajectories", report)
+        return report
 
     def sft_data(self, extra_logs: Sequence[str] = ()) -> int:
         from tinyact.distill.collect import read_trajectories
@@ -118,8 +146,14 @@ class Pipeline:
 
         system = student_system_prompt(self.config.student_prompt, self.tools())
         extra = [ex for p in extra_logs for ex in import_smolagents_logs(p, system_prompt=system)]
-        return write_sft_data(read_trajectories(self.paths["kept"]), self.paths["sft"], system_prompt=system,
-                              extra=extra)
+        n = write_sft_data(read_trajectories(self.paths["kept"]), self.paths["sft"], system_prompt=system,
+                           extra=extra)
+        import hashlib
+
+        self._manifest("sft", "sft-conversations", {"examples": n, "imported": len(extra)}, extra={
+            "student_prompt": self.config.student_prompt,
+            "system_prompt_sha256": hashlib.sha256(system.encode()).hexdigest()})
+        return n
 
     def train(self) -> dict[str, Any]:
         from tinyact.distill.train import train_student
@@ -133,8 +167,47 @@ class Pipeline:
 
         return str(export_model(self.paths["adapter"], self.paths["merged"]))
 
+    def evaluate(self, model: str | None = None) -> dict[str, Any]:
+        """The student (default: the merged export) on each held-out benchmark of ``config.evaluation``,
+        with the student prompt, into resumable run folders ``eval/<benchmark>-k<samples>``."""
+        from tinyact.agents.agent import Agent
+        from tinyact.eval.agent_solver import AgentSolver
+        from tinyact.eval.datasets import load_benchmark
+        from tinyact.eval.runner import run_eval
+        from tinyact.models.engines import load_engine
+        from tinyact.models.engines.batching import BatchingEngine
+        from tinyact.tools.retrieval.cli import search_tools
+
+        e, model = self.config.evaluation, model or str(self.paths["merged"])
+        summaries: dict[str, Any] = {}
+        if not e.benchmarks:
+            return summaries
+        engine = BatchingEngine(load_engine(model, e.engine, **e.engine_kwargs), max_batch=e.parallel, window_ms=50)
+        try:
+            for b in e.benchmarks:
+                bench = load_benchmark(b.name, b.split)
+                agent = Agent(engine, tools=search_tools(b.index), prompt=self.config.student_prompt,
+                              samples=e.samples, temperature=e.temperature if e.samples > 1 else 0.0,
+                              top_p=e.top_p if e.samples > 1 else 1.0, max_steps=e.max_steps,
+                              max_tokens=e.max_tokens)
+                agent.model_name = model
+                out = self.paths["eval"] / f"{b.name}-k{e.samples}"
+                out.mkdir(parents=True, exist_ok=True)
+                solver = AgentSolver(agent, parallel=e.parallel, trajectories=out / "trajectories.jsonl")
+                try:
+                    summary = run_eval(bench, solver, out, limit=b.limit, batch_size=e.parallel, method="agent",
+                                       config={**solver.config, "engine": e.engine, "index": b.index},
+                                       progress=self.progress)
+                finally:
+                    agent.close()
+                summaries[b.name] = summary.model_dump()
+        finally:
+            engine.close()
+        return summaries
+
     def run_all(self, *, force: bool = False) -> dict[str, Any]:
-        """Every stage in order; train and export are skipped when their output exists (unless ``force``)."""
+        """Every stage in order; train and export are skipped when their output exists (unless ``force``);
+        the evaluation runs when ``config.evaluation`` lists benchmarks (and resumes)."""
         out: dict[str, Any] = {}
         if self.config.use_prefix:
             out["prefixes"] = len(self.prefixes())
@@ -145,6 +218,8 @@ class Pipeline:
             out["train"] = {k: v for k, v in self.train().items() if k != "losses"}
         if force or not (self.paths["merged"] / "config.json").exists():
             out["export"] = self.export()
+        if self.config.evaluation.benchmarks:
+            out["eval"] = self.evaluate()
         return out
 
 

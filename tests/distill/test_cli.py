@@ -17,7 +17,7 @@ def test_commands_listed():
 
     result = runner.invoke(root, ["distill", "--help"])
     assert result.exit_code == 0
-    for cmd in ("prefixes", "collect", "filter", "sft-data", "train", "export", "all"):
+    for cmd in ("prefixes", "collect", "filter", "sft-data", "train", "export", "eval", "all"):
         assert cmd in result.output
 
 

@@ -7,15 +7,8 @@ import json
 from pathlib import Path
 
 from tests.eval.ray_cluster import ray_address  # noqa: F401 (the fixture)
-from tests.eval.ray_job import scripts
+from tests.eval.ray_job import make_teacher
 from tinyact.distill.collect import collect_trajectories, done_question_ids
-
-
-def make_teacher(golds: dict):
-    from tinyact.agents import Agent
-    from tinyact.models.engines.scripted import ScriptedEngine
-
-    return Agent(ScriptedEngine(functools.partial(scripts, golds)), max_steps=3, sandbox="process")
 
 
 def lines(path: Path) -> dict[str, dict]:

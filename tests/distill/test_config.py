@@ -54,6 +54,37 @@ def test_yaml_unknown_keys_named(tmp_path):
         load_config(p)
 
 
+@pytest.mark.parametrize("name", ["distill-gpu.yaml", "distill-gpu-1.5b.yaml"])
+def test_gpu_examples_are_the_papers_recipe(name):
+    """Kang et al. 2025: 32B teacher on vLLM, 0.5B/1.5B students, LoRA r=64 alpha=128, lr 2e-4,
+    2 epochs, effective batch 8; evaluation with SAG k=8, T=0.4, top_p 0.8, max 5 steps."""
+    cfg = load_config(EXAMPLES / name)
+    assert (cfg.teacher, cfg.teacher_engine) == ("Qwen/Qwen2.5-32B-Instruct", "vllm")
+    size = "1.5B" if "1.5b" in name else "0.5B"
+    assert cfg.student == f"Qwen/Qwen2.5-{size}-Instruct" and size.lower() in cfg.workdir
+    assert cfg.use_prefix and cfg.max_steps == 5 and cfg.retrieval_index
+    assert {(t.name, t.split) for t in cfg.tasks} == {("hotpotqa", "train"), ("math", "train"),
+                                                      ("math", "train-medium")}
+    t = cfg.train
+    assert (t.lora, t.lora_r, t.lora_alpha, t.learning_rate, t.epochs) == (True, 64, 128, 2e-4, 2)
+    assert t.per_device_batch_size * t.gradient_accumulation_steps == 8 and t.max_steps == -1
+    e = cfg.evaluation
+    assert (e.engine, e.samples, e.temperature, e.top_p, e.max_steps) == ("vllm", 8, 0.4, 0.8, 5)
+    assert {b.name for b in e.benchmarks} == {"hotpotqa", "2wiki", "bamboogle", "musique", "math500", "gsm-hard",
+                                              "aime", "olymmath"}
+    assert all(b.index for b in e.benchmarks if b.name in ("hotpotqa", "2wiki", "bamboogle", "musique"))
+    assert all(b.limit is None for b in e.benchmarks)  # the full test sets
+
+
+def test_evaluation_defaults_are_sag_and_validated():
+    e = DistillConfig().evaluation
+    assert (e.samples, e.temperature, e.top_p, e.max_steps, e.benchmarks) == (8, 0.4, 0.8, 5, [])
+    with pytest.raises(ConfigError, match="evaluation.samples > 1 needs temperature > 0"):
+        DistillConfig(evaluation={"temperature": 0})
+    with pytest.raises(ConfigError, match="needs name="):
+        DistillConfig(evaluation={"benchmarks": [{"name": ""}]})
+
+
 @pytest.mark.parametrize("name", ["distill-cpu.yaml", "distill-gpu.yaml"])
 def test_example_configs_load(name):
     cfg = load_config(EXAMPLES / name)

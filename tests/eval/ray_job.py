@@ -21,6 +21,15 @@ def scripts(golds: dict[str, Any], task: str) -> list[str]:
     return [act("x = 1\nprint(x)"), act(f"final_answer({answer!r})")]
 
 
+def make_teacher(golds: dict[str, Any]) -> Any:
+    """A scripted teacher agent (here, not in a test module: Ray workers import it by name,
+    and a test module's name depends on the checkout folder)."""
+    from tinyact.agents import Agent
+    from tinyact.models.engines.scripted import ScriptedEngine
+
+    return Agent(ScriptedEngine(functools.partial(scripts, golds)), max_steps=3, sandbox="process")
+
+
 def make_solver(golds: dict[str, Any], delay: float = 0.0) -> Any:
     """The AgentSolver each Ray worker builds (its own engine and sandboxes)."""
     from tinyact.agents import Agent
