@@ -100,6 +100,20 @@ def test_start_a_run_from_the_text_box_and_watch_steps_arrive(browser):
         page.close()
 
 
+def test_cancel_a_running_run_from_the_page(browser):
+    scripts = {"sleep a long time": [act("import time\ntime.sleep(120)", "wait"), act("final_answer(1)")]}
+    service = RunService(ScriptedEngine(scripts), config=ServerConfig(exec_timeout=300))
+    with uvicorn_server(service) as url:
+        page = browser.new_page()
+        page.goto(url + "/")
+        page.fill("#task", "sleep a long time")
+        page.click("#new-run button[type=submit]")
+        page.locator("#cancel").click(timeout=30_000)
+        page.locator("#run-status").filter(has_text="finished").wait_for(timeout=30_000)
+        assert "cancelled" in page.inner_text(".run-head") and page.locator("#cancel").count() == 0
+        page.close()
+
+
 @contextmanager
 def file_viewer(path: Path) -> Iterator[str]:
     import uvicorn
