@@ -113,6 +113,8 @@ function renderRun(run) {
   const head = el("div", { class: "run-head" },
     el("h2", {}, run.task),
     el("div", { class: "muted" }, el("span", { class: `badge ${run.status}`, id: "run-status" }, run.status),
+      state.info?.mode === "live" && (run.status === "queued" || run.status === "running")
+        ? el("button", { id: "cancel", class: "cancel", onclick: () => cancelRun(run.id) }, "Cancel") : null,
       ` ${run.id} · ${run.model}`, run.end_reason ? ` · ${run.end_reason}` : "",
       t ? ` · ${secs(t.seconds)} · ${t.usage.prompt_tokens + t.usage.completion_tokens} tokens · k=${t.samples}` : ""),
     el("div", { class: "answer", id: "answer" }, run.answer != null ? `Answer: ${text(run.answer)}` : run.error ? run.error : ""));
@@ -183,6 +185,14 @@ async function follow(id) {
     }
   } catch (e) {
     if (e.name !== "AbortError") notice(e.message);
+  }
+}
+
+async function cancelRun(id) {
+  try {
+    await api(`v1/runs/${id}`, { method: "DELETE" });  // its sandbox is killed; the final event follows
+  } catch (e) {
+    notice(e.message);
   }
 }
 

@@ -108,3 +108,19 @@ def test_missing_file_is_one_clear_line(tmp_path):
     r = runner.invoke(app, ["run", "--benchmark", str(tmp_path / "gone.jsonl"), "--kind", "qa",
                             "--out", str(tmp_path / "r")])
     assert r.exit_code == 2 and "benchmark file not found" in r.output, r.output
+
+
+def test_agent_method_on_a_jsonl_benchmark(tmp_path, monkeypatch):
+    import tinyact.models.engines as engines
+    from tinyact.models.engines.scripted import ScriptedEngine, act
+
+    engine = ScriptedEngine(lambda task: [act("final_answer(2 + 2)")])
+    monkeypatch.setattr(engines, "load_engine", lambda *a, **kw: engine)
+    data = tmp_path / "sums.jsonl"
+    write_jsonl(data, [{"question": "2 + 2?", "answer": 4}, {"question": "3 + 3?", "answer": 6}])
+    out = tmp_path / "agent"
+    r = runner.invoke(app, ["run", "--benchmark", str(data), "--kind", "math", "--method", "agent", "--out", str(out),
+                            "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "sums:file agent k=1: accuracy 0.500" in r.output
+    assert len((out / "trajectories.jsonl").read_text().splitlines()) == 2

@@ -26,7 +26,6 @@ from tinyact.schema import Trajectory
 from tinyact.serve import RunService, ServerConfig
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make system-deps)")
 
 VOTE_SCRIPT = [
     [act("x = 6 * 7\nprint(x)", "multiply"), act("print(6 * 7)", "print it"), act("print(41)", "a guess"),
@@ -37,6 +36,8 @@ VOTE_SCRIPT = [
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
+    if CHROMIUM is None:
+        pytest.skip("needs Debian's chromium (make system-deps)")
     playwright = pytest.importorskip("playwright.sync_api")
     with playwright.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=[
@@ -77,6 +78,23 @@ def test_a_k4_run_shows_candidates_side_by_side_and_the_vote(browser, tmp_path):
         page.close()
 
 
+def test_with_api_keys_the_page_asks_for_one(browser):
+    service = RunService(ReplayEngine(VOTE_SCRIPT), config=ServerConfig(exec_timeout=60, api_keys=("sk-view",)))
+    with uvicorn_server(service) as url:
+        r = httpx.post(f"{url}/v1/runs", headers={"Authorization": "Bearer sk-view"},
+                       json={"task": "What is 6 * 7?", "samples": 4, "temperature": 0.5}, timeout=60)
+        assert r.status_code == 200
+        assert httpx.get(f"{url}/v1/runs").status_code == 401  # the data needs the key
+        page = browser.new_page()
+        page.goto(url + "/")  # the page itself holds no data
+        page.locator("#key-form").wait_for()
+        assert page.locator("#runs li").count() == 0
+        page.fill("#key", "sk-view")
+        page.click("#key-form button")
+        page.locator(f'#runs li[data-run-id="{r.json()["id"]}"]').wait_for()
+        page.close()
+
+
 def test_start_a_run_from_the_text_box_and_watch_steps_arrive(browser):
     scripts = {"count slowly to three": [
         act("import time\ntime.sleep(1.5)\nprint(1)", "one, after a pause"),
@@ -97,6 +115,20 @@ def test_start_a_run_from_the_text_box_and_watch_steps_arrive(browser):
         assert page.locator("article.step:not(.live)").count() == 3
         assert page.locator("#run-status").inner_text() == "finished"
         assert page.locator("#runs li").first.locator(".badge").inner_text() == "finished"
+        page.close()
+
+
+def test_cancel_a_running_run_from_the_page(browser):
+    scripts = {"sleep a long time": [act("import time\ntime.sleep(120)", "wait"), act("final_answer(1)")]}
+    service = RunService(ScriptedEngine(scripts), config=ServerConfig(exec_timeout=300))
+    with uvicorn_server(service) as url:
+        page = browser.new_page()
+        page.goto(url + "/")
+        page.fill("#task", "sleep a long time")
+        page.click("#new-run button[type=submit]")
+        page.locator("#cancel").click(timeout=30_000)
+        page.locator("#run-status").filter(has_text="finished").wait_for(timeout=30_000)
+        assert "cancelled" in page.inner_text(".run-head") and page.locator("#cancel").count() == 0
         page.close()
 
 
