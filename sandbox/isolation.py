@@ -44,7 +44,7 @@ TMP_PREFIX = "tinyact-sandbox-"  # + owner pid + "-" + random: host-side files o
 
 
 def _tmp_root() -> str:
-    """Where host-side sandbox files go: the temp dir, if uid 65534 can reach it."""
+    """Where host-side sandbox files go: the temp dir, if other uids (the sandbox's) can reach it."""
     candidates = [tempfile.gettempdir(), "/tmp", "/dev/shm", "/var/tmp"]
     if os.geteuid() != 0:
         return candidates[0]
