@@ -181,7 +181,7 @@ mkdir -p "$sbx"
 mount --no-canonicalize --rbind /proc/self/fd/9 "$sbx"
 exec 9<&-
 while read -r _ _ _ _ mp _; do
-  case "$mp" in *\\*) continue;; esac
+  case "$mp" in *\\*|/proc|/proc/*) continue;; esac  # /proc: the uid_map is written after this
   mount -o remount,bind,ro "$mp" 2>/dev/null || true
 done < /proc/self/mountinfo
 mount -t tmpfs -o "$opts" tinyact-scratch "$data"
