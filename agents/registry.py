@@ -30,6 +30,12 @@ def committed_code(steps: Sequence[dict]) -> list[str]:
     return out
 
 
+def _alive(session: Any) -> bool:
+    """A ping where the session offers one (a round trip, under a millisecond), else not closed."""
+    alive = getattr(session, "alive", None)
+    return alive() if callable(alive) else not getattr(session, "closed", False)
+
+
 class SessionRegistry:
     """Owns the sandbox session of each run (by ``run_id``).
 
@@ -55,13 +61,13 @@ class SessionRegistry:
         """run_id -> code of a conversation's earlier turns, replayed before the committed steps."""
 
     def get(self, run_id: str, steps: list[dict], timeout: float | None = None, setup: Sequence[str] = ()) -> Any:
-        """The run's live session; a new one replays ``setup`` (code of earlier turns of a
-        conversation) and the committed code when there is none."""
+        """The run's live session (pinged); a new one replays ``setup`` (code of earlier turns
+        of a conversation) and the committed code when there is none or it died."""
         with self._lock:
             self._setup[run_id] = tuple(setup)
             session = self._sessions.get(run_id)
-            if session is not None and not getattr(session, "closed", False):
-                return session
+        if session is not None and _alive(session):
+            return session
         return self.rebuild(run_id, steps, timeout=timeout, died=session is not None)
 
     def rebuild(
@@ -90,8 +96,7 @@ class SessionRegistry:
             try:
                 for code in codes:
                     session.execute(code, timeout=timeout)
-                    alive = getattr(session, "alive", None)
-                    if callable(alive) and not alive():  # it answered, then the sandbox died: the code kills
+                    if not _alive(session):  # it answered, then the sandbox died: the code kills
                         raise SandboxError("the sandbox died right after the action")
                     done += 1
                 break

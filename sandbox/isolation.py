@@ -7,10 +7,11 @@
   cleared environment.
 - ``unshare``: net, pid, mount, ipc and uts namespaces (plus user namespaces
   when not root: one mapped to root that mounts, one mapping 65534 to the
-  user that runs the worker). The file system stays visible, except the
-  folders where people's files live (``HIDDEN``: /tmp, /home, /root, ...),
-  which the sandbox sees empty. Scratch files live on a size-limited tmpfs
-  over a private host temp dir, visible in the sandbox's mount namespace only.
+  user that runs the worker). The file system stays visible but read-only,
+  except the folders where people's files live (``HIDDEN``: /tmp, /home,
+  /root, ...), which the sandbox sees empty. Scratch files live on a
+  size-limited tmpfs over a private host temp dir, visible in the sandbox's
+  mount namespace only: the one writable place.
 - ``none``: a plain child process.
 """
 
@@ -44,7 +45,7 @@ TMP_PREFIX = "tinyact-sandbox-"  # + owner pid + "-" + random: host-side files o
 
 
 def _tmp_root() -> str:
-    """Where host-side sandbox files go: the temp dir, if uid 65534 can reach it."""
+    """Where host-side sandbox files go: the temp dir, if other uids (the sandbox's) can reach it."""
     candidates = [tempfile.gettempdir(), "/tmp", "/dev/shm", "/var/tmp"]
     if os.geteuid() != 0:
         return candidates[0]
@@ -167,7 +168,8 @@ def _run(argv: list[str], **kw: Any) -> tuple[bool, str]:
 
 # Runs first in the new namespaces: hide the folders where people's own files live behind
 # empty tmpfs mounts, put the sandbox's host folder back (through fd 9, opened before),
-# mount the size-limited scratch tmpfs, then exec the command.
+# make every mount read-only (in this mount namespace only), mount the size-limited
+# scratch tmpfs (the one writable place), then exec the command.
 # Arguments: scratch mount options, the sandbox folder, its scratch root, the folders to hide, "--", argv.
 _SETUP_MOUNTS = """set -e
 opts=$1 sbx=$2 data=$3
@@ -178,6 +180,10 @@ shift
 mkdir -p "$sbx"
 mount --no-canonicalize --rbind /proc/self/fd/9 "$sbx"
 exec 9<&-
+while read -r _ _ _ _ mp _; do
+  case "$mp" in *\\*|/proc|/proc/*) continue;; esac  # /proc: the uid_map is written after this
+  mount -o remount,bind,ro "$mp" 2>/dev/null || true
+done < /proc/self/mountinfo
 mount -t tmpfs -o "$opts" tinyact-scratch "$data"
 exec "$@"
 """

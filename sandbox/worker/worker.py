@@ -162,15 +162,15 @@ class Worker:
                 if self.standby is None:
                     self._serve_one_without_standby()
                     continue
-            pid, note_r, pidfd, _, _ = self.standby
-            waiting = [note_r] + ([pidfd] if pidfd is not None else [])
+            pid, from_standby, pidfd, _, _ = self.standby
+            waiting = [from_standby] + ([pidfd] if pidfd is not None else [])
             ready, _, _ = select.select(waiting, [], [], None if pidfd is not None else 0.5)
-            kind = os.read(note_r, 1) if note_r in ready else b""
+            kind = os.read(from_standby, 1) if from_standby in ready else b""
             if kind == b"f":
-                self.make_forks(json.loads(read_frame(note_r) or b"{}"))
+                self.make_forks(json.loads(read_frame(from_standby) or b"{}"))
             elif kind == b"x":
-                self._watch_exec(json.loads(read_frame(note_r) or b"{}"))
-            elif note_r in ready or (pidfd is not None and pidfd in ready) or procs.dead(pid):
+                self._watch_exec(json.loads(read_frame(from_standby) or b"{}"))
+            elif from_standby in ready or (pidfd is not None and pidfd in ready) or procs.dead(pid):
                 # The standby ended without taking an execute: the channel closed
                 # (then so do we), or it was killed (then make another).
                 self._drop_standby(kill=True)
@@ -291,17 +291,17 @@ class Worker:
         """
         if self.standby is not None:
             return
-        note_r, note_w = os.pipe()
+        from_standby, to_holder = os.pipe()
         out_fd = os.memfd_create("stdout", os.MFD_CLOEXEC)
         err_fd = os.memfd_create("stderr", os.MFD_CLOEXEC)
         try:
             pid = os.fork()
         except OSError:  # the process limit reached (processes of the code itself?)
-            for fd in (note_r, note_w, out_fd, err_fd):
+            for fd in (from_standby, to_holder, out_fd, err_fd):
                 os.close(fd)
             return
         if pid == 0:
-            os.close(note_r)
+            os.close(from_standby)
             # What the code and its processes print goes to memfds the holder shares.
             os.dup2(out_fd, 1)
             os.dup2(err_fd, 2)
@@ -311,13 +311,13 @@ class Worker:
             self._prepare_executor()
             if not self.chan.buf and not select.select([self.chan.sock], [], [], 0)[0]:
                 warm_up()  # no request waiting yet: time to warm up
-            raise _Reincarnate(note_w)
-        os.close(note_w)
+            raise _Reincarnate(to_holder)
+        os.close(to_holder)
         try:  # pollable handle on the standby, opened off the critical path
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
             pidfd = None
-        self.standby = (pid, note_r, pidfd, out_fd, err_fd)
+        self.standby = (pid, from_standby, pidfd, out_fd, err_fd)
 
     def _prepare_executor(self) -> None:
         """Everything an executor sets up before it runs code, done while it waits."""
@@ -337,9 +337,9 @@ class Worker:
 
     def _drop_standby(self, kill: bool = False) -> None:
         if self.standby is not None:
-            pid, note_r, pidfd, out_fd, err_fd = self.standby
+            pid, from_standby, pidfd, out_fd, err_fd = self.standby
             self.standby = None
-            for fd in (note_r, pidfd, out_fd, err_fd):
+            for fd in (from_standby, pidfd, out_fd, err_fd):
                 if fd is not None:
                     os.close(fd)
             if kill:

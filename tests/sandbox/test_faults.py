@@ -56,7 +56,10 @@ def test_fault_does_not_crash_the_run(backend, fault, k, monkeypatch):
         # The vote went on: it chose a candidate that finished (the benign group, or the faulty
         # one alone when its kill took the benign ones down with their forks: then they show it).
         chosen = next(c for c in step.candidates if c.chosen)
-        assert chosen.result.error is None and step.result == chosen.result
+        if any(c.outcome_key for c in step.candidates):
+            assert chosen.result.error is None and step.result == chosen.result
+        else:  # the whole sandbox died (docker: kill(-1) takes the stream's mux): rebuilt
+            assert step.sandbox_rebuilt and all(c.result.error.type == "SandboxDied" for c in step.candidates)
         for cand in step.candidates[1:]:
             err = cand.result.error
             assert err is None or err.type == "SandboxDied", cand
@@ -82,3 +85,43 @@ def test_fault_does_not_crash_the_run(backend, fault, k, monkeypatch):
             assert step.sandbox_rebuilt == (len(outside.sessions) > 1)
         else:
             assert not step.sandbox_rebuilt and len(outside.sessions) == 1  # prevented: the state was kept
+
+
+def test_registry_never_hands_back_a_dead_session():
+    from tinyact.agents.registry import SessionRegistry
+
+    registry = SessionRegistry(lambda tools: open_backend("process", tools=tools, limits=LIMITS), {})
+    steps = [
+        {"action": {"code": "x = 41"}, "result": {"stdout": ""}},
+        {"action": {"code": "x = 0"}, "result": {"error": {"type": "TimeoutError"}, "rolled_back": True}},
+        {"action": {"code": "y = x + 1"}, "result": {"stdout": ""}},
+    ]
+    try:
+        first = registry.get("run", steps, timeout=2.0)
+        assert registry.replayed["run"] == 2  # the rolled-back step was not replayed
+        assert first.execute("y").value == "42"
+        first._sandbox.terminate()  # it dies under the registry
+        second = registry.get("run", steps, timeout=2.0)
+        assert second is not first and not second.closed
+        assert second.execute("x, y").value == "(41, 42)" and registry.rebuilds["run"] == 1
+    finally:
+        registry.close_all()
+
+
+def test_select_closes_every_fork_when_a_candidate_fails():
+    """Without healing, a dead candidate raises; the forks made for the others are closed anyway."""
+    from tinyact.agents.consistency import select_candidates
+    from tinyact.errors import SandboxError
+    from tinyact.schema import Completion
+    from tests.sandbox.faults import act
+
+    with open_backend("process", limits=LIMITS) as s:
+        s.execute("x = 1")
+        assert s._sandbox._refs == 1
+        garbage = "channel garbage"
+        completions = [Completion(text=act(FAULTS[garbage]), finish_reason="stop")]
+        completions += [Completion(text=act("print('ok')"), finish_reason="stop")] * 3
+        with pytest.raises(SandboxError):
+            select_candidates(s, completions, timeout=5.0)
+        assert s._sandbox._refs == 1  # only the session itself: no fork leaked
+        assert s.execute("x").value == "1"

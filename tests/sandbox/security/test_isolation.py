@@ -202,3 +202,29 @@ def test_no_isolation_is_refused_unless_allowed(monkeypatch):
         uid = s._sandbox.host_uid if os.geteuid() == 0 else os.geteuid()  # a leased uid when root
         assert os.geteuid() != 0 or uid not in (0, 65534)
         assert s.execute("import os\nos.getuid()").value == str(uid)
+
+
+@pytest.mark.skipif(not probe_isolation()["unshare"][0], reason="unshare does not work here")
+def test_unshare_sees_the_host_read_only_and_peoples_folders_empty(planted):
+    """Under unshare the host's file system is visible, but read-only, and /tmp, /home, /root... are empty."""
+    import shutil
+    import tempfile
+
+    writable = Path(tempfile.mkdtemp(prefix="tinyact-rw-", dir="/var/lib" if os.geteuid() == 0 else None))
+    writable.chmod(0o1777)  # world-writable on the host: only the mount can stop the sandbox
+    try:
+        with open_session(isolation="unshare") as s:
+            r = s.execute(
+                "import os\n"
+                f"for p in ({str(writable / 'x')!r}, '/usr/x'):\n"
+                "    try:\n        open(p, 'w').write('x')\n        print('wrote', p)\n"
+                "    except OSError as e:\n        print('refused', p, e.strerror)\n"
+                f"print(os.path.exists({str(planted)!r}), os.listdir('/tmp') == [os.getcwd().split('/')[2]])"
+            )
+        assert r.ok, r.error
+        if str(writable).startswith("/var/lib"):
+            assert f"refused {writable / 'x'} Read-only file system" in r.stdout, r.stdout
+        assert "wrote" not in r.stdout and not (writable / "x").exists()
+        assert r.stdout.splitlines()[-1] == "False True"  # the planted file is hidden; /tmp holds only the sandbox
+    finally:
+        shutil.rmtree(writable, ignore_errors=True)
