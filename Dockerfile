@@ -36,7 +36,7 @@ COPY models ./models
 COPY sandbox ./sandbox
 COPY serve ./serve
 COPY tools ./tools
-RUN pip install ".[models,serve,retrieval]" && rm -rf /src
+RUN pip install ".[models,serve,retrieval,postgres]" && rm -rf /src
 
 RUN useradd --create-home --uid 10001 tinyact && mkdir -p /data && chown tinyact:tinyact /data
 USER tinyact

@@ -48,7 +48,7 @@ from tinyact.serve.protocol import (
     RunSummary,
 )
 from tinyact.serve.runs import TERMINAL, Event, RunHandle
-from tinyact.serve.store import RunStore, decode_cursor, encode_cursor, open_store
+from tinyact.serve.store import RunStore, decode_cursor, encode_cursor, is_postgres, open_store
 from tinyact.models.engines.base import Engine
 from tinyact.tools.base import Tool, as_tools
 from tinyact.schema import Step, Trajectory
@@ -173,6 +173,8 @@ class RunService:
                 self.store.release(self.replica)
             except Exception:
                 log.exception("releasing the leases failed")
+            if is_postgres(self.config.db):
+                self.store.close()  # the pool (the checkpointer's too)
         if self.pool is not None:
             self.pool.close()
         close = getattr(self.engine, "close", None)

@@ -21,20 +21,24 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def ray_address(tmp_path_factory) -> Iterator[str]:
     pytest.importorskip("ray", reason="needs the ray extra")
     ray_bin = Path(sys.executable).parent / "ray"
     if not ray_bin.exists():
         ray_bin = Path(shutil.which("ray") or "ray")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port, dashboard = free_port(), free_port()  # fixed defaults would collide with another Ray on the machine
     temp = tmp_path_factory.mktemp("ray")
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen(
-        [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+        [str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--include-dashboard=false", f"--dashboard-port={dashboard}",
          "--node-ip-address=127.0.0.1", "--disable-usage-stats", f"--temp-dir={temp}"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )

@@ -56,3 +56,53 @@ def test_a_killed_ray_eval_resumes_where_it_stopped(tmp_path: Path, shared_data:
     assert summary.n == 8
     run(str(tmp_path / "local"), str(shared_data), 8)
     assert normalized(out) == normalized(tmp_path / "local")  # no id twice, none lost, same order
+
+
+def test_cli_eval_run_with_ray_matches_the_local_cli(tmp_path: Path, shared_data: Path, ray_address: str):
+    """`tinyact eval run --ray`: CoT through an OpenAI-compatible HTTP server the Ray workers call."""
+    from typer.testing import CliRunner
+
+    from tests.models.test_openai import Fake, reply
+    from tinyact.eval.cli import app
+
+    def answer(body: dict, k: int):
+        q = body["messages"][-1]["content"]
+        return 200, reply(1, text=f"\\boxed{{{len(q) % 7}}}"), {}
+
+    with Fake(answer) as server:
+        results = {}
+        for name, extra in (("local", []), ("ray", ["--ray", ray_address, "--ray-workers", "2"])):
+            out = tmp_path / name
+            r = CliRunner().invoke(app, ["run", "--benchmark", "gsm-hard", "--limit", "4", "--out", str(out),
+                                         "--engine", "openai", "--model", server.url, "--batch-size", "1",
+                                         "--data-dir", str(shared_data), "--no-progress", *extra])
+            assert r.exit_code == 0, r.output
+            results[name] = normalized(out)
+            assert json.loads((out / "config.json").read_text())["model"] == server.url
+    assert results["ray"] == results["local"] and len(results["ray"]) == 4
+
+
+def test_cli_agent_eval_with_ray_writes_the_local_config_results_and_trajectories(
+        tmp_path: Path, shared_data: Path, ray_address: str):
+    from typer.testing import CliRunner
+
+    from tests.models.test_openai import Fake, reply
+    from tinyact.eval.cli import app
+
+    def answer(body: dict, k: int):
+        return 200, reply(1, text="Thought: guess\nCode:\n```py\nfinal_answer(7)\n```"), {}
+
+    with Fake(answer) as server:
+        seen = {}
+        for name, extra in (("local", []), ("ray", ["--ray", ray_address])):
+            out = tmp_path / name
+            r = CliRunner().invoke(app, ["run", "--benchmark", "gsm-hard", "--limit", "3", "--out", str(out),
+                                         "--method", "agent", "--engine", "openai", "--model", server.url,
+                                         "--batch-size", "1", "--max-steps", "2", "--data-dir", str(shared_data),
+                                         "--no-progress", *extra])
+            assert r.exit_code == 0, r.output
+            config = json.loads((out / "config.json").read_text())
+            trajectories = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
+            seen[name] = (config, normalized(out), [(t["task"], t["final_answer"]) for t in trajectories])
+    assert seen["ray"] == seen["local"]  # the driver's config is the workers' (prompt version included)
+    assert len(seen["ray"][1]) == 3 and seen["ray"][0]["prompt_version"]

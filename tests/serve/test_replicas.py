@@ -119,3 +119,34 @@ def test_a_stopped_replicas_queued_and_running_runs_move_at_once(tmp_path: Path,
     finally:
         for s in (a, b):
             s.stop()
+
+
+def test_cli_serve_on_postgres_creates_the_schema_and_answers(tmp_path: Path, pg_url: str):
+    import subprocess
+    import sys
+
+    import httpx
+    import psycopg
+
+    from tests.serve.server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tinyact.cli", "serve", "--db", pg_url, "--engine-url",
+                             f"http://127.0.0.1:{free_port()}/v1", "--model", "served", "--port", str(port)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        def up():
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/v1/runs").json()
+            except httpx.TransportError:
+                return None
+
+        assert wait_for(up, timeout=90) == {"data": [], "next_cursor": None}
+        with psycopg.connect(pg_url) as conn:
+            tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+            owners = conn.execute("SELECT count(*) FROM api_runs").fetchone()[0]
+        assert {"api_runs", "checkpoints", "checkpoint_writes", "checkpoint_blobs"} <= tables and owners == 0
+    finally:
+        proc.terminate()
+        proc.wait(30)
