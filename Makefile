@@ -100,3 +100,10 @@ DOCKER_IMAGE ?= tinyact-sandbox:latest
 .PHONY: docker-image
 docker-image:
 	bash sandbox/build_image.sh $(DOCKER_IMAGE)
+
+# The agent API image (Dockerfile) on that base, without a registry: torch from
+# the local CPU wheel pip finds, the rest from PyPI (`docker build --network host`).
+API_IMAGE ?= tinyact-api:latest
+.PHONY: api-image
+api-image:
+	BASE=$(DOCKER_IMAGE) PIP="$(if $(wildcard $(PY)),$(PIP),pip)" bash serve/build_image.sh $(API_IMAGE)
