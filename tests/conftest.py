@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.eval.ray_cluster import ray_address  # noqa: F401 - one local Ray head for the whole session
+
 REPO = Path(__file__).resolve().parents[1]
 
 

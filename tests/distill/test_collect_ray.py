@@ -6,7 +6,6 @@ import functools
 import json
 from pathlib import Path
 
-from tests.eval.ray_cluster import ray_address  # noqa: F401 (the fixture)
 from tests.eval.ray_job import make_teacher
 from tinyact.distill.collect import collect_trajectories, done_question_ids
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.eval.ray_cluster import REPO, ray_address  # noqa: F401 (the fixture)
+from tests.eval.ray_cluster import REPO
 from tests.eval.ray_job import run
 
 TIMING = ("finished_at", "batch_started_at")
