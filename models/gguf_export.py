@@ -101,9 +101,9 @@ def export_gguf(folder: str | os.PathLike[str], out: str | os.PathLike[str], qua
 
 
 def _quantize(src: Path, dst: Path, quant: str) -> None:
-    from tinyact.models.engines.llamacpp import _llama, default_threads
+    from tinyact.models.engines.llamacpp_lib import default_threads, load_library
 
-    llama = _llama()
+    llama = load_library()
     params = llama.llama_model_quantize_default_params()
     params.ftype = getattr(llama, f"LLAMA_FTYPE_MOSTLY_{quant.upper()}")
     params.nthread = default_threads()

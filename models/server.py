@@ -54,7 +54,7 @@ def llamacpp_server_command(
     extra_args: Sequence[str] = (),
 ) -> list[str]:
     """The argv of ``python -m llama_cpp.server`` (llama-cpp-python's OpenAI-compatible server) for one GGUF."""
-    from tinyact.models.engines.llamacpp import default_threads
+    from tinyact.models.engines.llamacpp_lib import default_threads
 
     cmd = [
         sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--model_alias", served_name,

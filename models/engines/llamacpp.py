@@ -2,59 +2,26 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
-import secrets
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Self
 
 from tinyact.models.engines.base import Conversation, apply_stop, normalize_call
+from tinyact.models.engines.llamacpp_lib import (
+    default_threads,
+    load_library,
+    make_sampler,
+    meta_value,
+    rss_bytes,
+    sample_from,
+    token_piece,
+    token_text,
+)
 from tinyact.schema import Completion, SamplingParams
 
-__all__ = ["LlamaCppEngine"]
-
-_INIT_LOCK = threading.Lock()
-_BACKEND_READY = False
-
-
-def _llama() -> Any:
-    """Import llama_cpp (quietly) and initialise its backend once per process."""
-    global _BACKEND_READY
-    try:
-        import llama_cpp
-        from llama_cpp import _logger
-    except ImportError as e:
-        raise ImportError(f"LlamaCppEngine needs: pip install 'tinyact[llamacpp]' ({e})") from None
-    with _INIT_LOCK:
-        if not _BACKEND_READY:
-            if not os.environ.get("TINYACT_LLAMACPP_VERBOSE"):
-                _logger.set_verbose(False)  # llama.cpp's load log only on errors
-            llama_cpp.llama_backend_init()
-            _BACKEND_READY = True
-    return llama_cpp
-
-
-def default_threads() -> int:
-    """``$TINYACT_LLAMACPP_THREADS``, else the cores that are idle now (at least one).
-
-    llama.cpp's threads meet at a spinning barrier after every operation: on an
-    idle machine each extra core helps (2 threads: 1.5x faster than 1 on two
-    cores), but a thread that waits for a busy core stalls all of them (on two
-    cores at load 14, 2 threads were 10x *slower* than 1; README "Engines").
-    """
-    env = os.environ.get("TINYACT_LLAMACPP_THREADS")
-    if env:
-        return max(1, int(env))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        busy = round(os.getloadavg()[0])
-    except OSError:
-        busy = 0
-    return max(1, min(cores, cores - busy))
-
+__all__ = ["LlamaCppEngine", "default_threads"]
 
 @dataclass
 class _Slot:
@@ -130,7 +97,7 @@ class LlamaCppEngine:
             raise ConfigError("cache_slots, max_sequences and n_batch must be >= 1")
         self.path = resolve_gguf(model)
         self.model_name = os.fspath(model)
-        llama = self._lib = _llama()
+        llama = self._lib = load_library()
         self.n_threads = n_threads or default_threads()
         mparams = llama.llama_model_default_params()
         self._model = llama.llama_model_load_from_file(str(self.path).encode(), mparams)
@@ -237,7 +204,7 @@ class LlamaCppEngine:
         layers = llama.llama_model_n_layer(self._model)
         head_dim = llama.llama_model_n_embd(self._model) // max(1, llama.llama_model_n_head(self._model))
         kv = self.n_ctx * layers * 2 * llama.llama_model_n_head_kv(self._model) * head_dim * 2  # K and V, f16
-        return {"model_bytes": int(llama.llama_model_size(self._model)), "kv_cache_bytes": kv, "rss_bytes": _rss()}
+        return {"model_bytes": int(llama.llama_model_size(self._model)), "kv_cache_bytes": kv, "rss_bytes": rss_bytes()}
 
     def clear_cache(self) -> None:
         """Forget every cached prompt (the next call prefills from scratch)."""
@@ -289,8 +256,8 @@ class LlamaCppEngine:
                     if j:
                         llama.llama_memory_seq_rm(self._mem, seq, -1, -1)
                         llama.llama_memory_seq_cp(self._mem, slot.seq, seq, -1, -1)
-                    s = _Seq(seq=seq, sampler=self._sampler(sampling, first + j), pos=len(prompt))
-                    self._accept(s, self._sample_from(s.sampler, logits), sampling, stops)
+                    s = _Seq(seq=seq, sampler=make_sampler(llama, sampling, first + j), pos=len(prompt))
+                    self._accept(s, sample_from(llama, s.sampler, logits, self._candidates), sampling, stops)
                     row.append(s)
                 rows.append(row)
             active = [s for row in rows for s in row if s.reason is None]
@@ -394,23 +361,6 @@ class LlamaCppEngine:
         others = [s for s in unpinned if s is not spare] or unpinned
         return min(others, key=lambda s: (len(s.tokens) > 0, s.used))
 
-    def _sample_from(self, sampler: Any, logits: Any) -> int:
-        """Sample (and accept) a token from saved logits, as ``llama_sampler_sample`` does from the context's."""
-        import numpy as np
-
-        llama = self._lib
-        cur = self._candidates
-        cur["id"] = np.arange(self._n_vocab, dtype=np.intc)
-        cur["logit"] = logits
-        cur["p"] = 0.0
-        arr = llama.llama_token_data_array(
-            data=cur.ctypes.data_as(llama.llama_token_data_p), size=self._n_vocab, selected=-1, sorted=False
-        )
-        llama.llama_sampler_apply(sampler, ctypes.byref(arr))
-        token = int(cur["id"][arr.selected])
-        llama.llama_sampler_accept(sampler, token)
-        return token
-
     def _decode(self, keep: list[_Slot]) -> bool:
         """``llama_decode`` the batch; when the cache is full, evict unpinned slots and retry. False: still full."""
         from tinyact.errors import EngineError
@@ -437,26 +387,13 @@ class LlamaCppEngine:
         b.seq_id[i][0] = seq
         b.logits[i] = logits
 
-    def _sampler(self, sampling: SamplingParams, index: int) -> Any:
-        llama = self._lib
-        chain = llama.llama_sampler_chain_init(llama.llama_sampler_chain_default_params())
-        if sampling.greedy:
-            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_greedy())
-            return chain
-        if sampling.top_p < 1.0:
-            llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_top_p(sampling.top_p, 1))
-        llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_temp(sampling.temperature))
-        seed = (sampling.seed + index) if sampling.seed is not None else secrets.randbits(31)
-        llama.llama_sampler_chain_add(chain, llama.llama_sampler_init_dist(seed % 0xFFFFFFFF))
-        return chain
-
     def _accept(self, s: _Seq, token: int, sampling: SamplingParams, stops: list[str]) -> None:
         """Record a sampled token; set ``reason`` when the sample is finished."""
         s.tokens.append(token)
         if self._lib.llama_vocab_is_eog(self._vocab, token):
             s.reason = "eos"
             return
-        piece = self._piece(token)
+        piece = token_piece(self._lib, self._vocab, token)
         s.text += piece
         if stops:
             window = s.text[-(len(piece) + 4 * max(map(len, stops)) + 8) :].decode(errors="ignore")
@@ -466,56 +403,18 @@ class LlamaCppEngine:
         if len(s.tokens) >= sampling.max_tokens or s.pos >= self.n_ctx:
             s.reason = "length"
 
-    def _piece(self, token: int) -> bytes:
-        buf = ctypes.create_string_buffer(64)
-        n = self._lib.llama_token_to_piece(self._vocab, token, buf, 64, 0, False)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = self._lib.llama_token_to_piece(self._vocab, token, buf, -n, 0, False)
-        return buf.raw[:n]
-
     def _completion(self, s: _Seq, prefix: str | None, prompt_tokens: int, stops: list[str]) -> Completion:
         text, matched = apply_stop(s.text.decode(errors="replace"), stops)
         reason = "stop" if matched else (s.reason if s.reason != "stop" else "length")
         return Completion(text=(prefix or "") + text, finish_reason=reason, stop=matched,
                           prompt_tokens=prompt_tokens, completion_tokens=len(s.tokens))  # fmt: skip
 
-    # ------------------------------------------------------------------ model metadata
-
-    def _meta(self, key: str) -> str | None:
-        buf = ctypes.create_string_buffer(1 << 16)
-        n = self._lib.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
-        if n < 0:
-            return None
-        if n >= len(buf):
-            buf = ctypes.create_string_buffer(n + 1)
-            self._lib.llama_model_meta_val_str(self._model, key.encode(), buf, len(buf))
-        return buf.value.decode(errors="replace")
-
-    def _token_text(self, token: int) -> str:
-        if token < 0:
-            return ""
-        return (self._lib.llama_vocab_get_text(self._vocab, token) or b"").decode(errors="replace")
-
     def _chat_template(self) -> Any:
         from tinyact.models.engines.chat_template import CHATML, ChatTemplate
 
-        source = self._meta("tokenizer.chat_template") or CHATML
+        llama = self._lib
         return ChatTemplate(
-            source,
-            bos_token=self._token_text(self._lib.llama_vocab_bos(self._vocab)),
-            eos_token=self._token_text(self._lib.llama_vocab_eos(self._vocab)),
+            meta_value(llama, self._model, "tokenizer.chat_template") or CHATML,
+            bos_token=token_text(llama, self._vocab, llama.llama_vocab_bos(self._vocab)),
+            eos_token=token_text(llama, self._vocab, llama.llama_vocab_eos(self._vocab)),
         )
-
-
-def _rss() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-

@@ -170,17 +170,21 @@ def llamacpp_server(tmp_path_factory):
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the server still listens after serve-model stopped"
 
 
-def test_serve_model_on_llamacpp_answers_openai_requests(llamacpp_server, llamacpp_engine):
+def test_serve_model_on_llamacpp_answers_openai_requests(llamacpp_server):
+    import httpx
+
     from tinyact.models.engines.openai import OpenAIEngine
 
-    with OpenAIEngine("smollm2-135m", base_url=llamacpp_server, vllm_extensions=False, timeout=120) as remote:
+    assert [m["id"] for m in httpx.get(f"{llamacpp_server}/models").json()["data"]] == ["smollm2-135m"]
+    with OpenAIEngine(llamacpp_server, vllm_extensions=False, timeout=120) as remote:
+        assert remote.model_name == "smollm2-135m"
         count = [Message(role="user", content="Count from 1 to 20, separated by commas.")]
         (c,) = remote.generate([count], sampling=SamplingParams(temperature=0, max_tokens=40), stop=["5"])[0]
-    # the server cuts the stop string but does not say which one ended the text (plain OpenAI "stop")
-    assert c.finish_reason in ("stop", "eos") and "5" not in c.text and "4" in c.text
-    # the same GGUF, the same template: the server's greedy answer is the in-process engine's
-    local = llamacpp_engine.generate([count], sampling=SamplingParams(temperature=0, max_tokens=40), stop=["5"])
-    assert local[0][0].text == c.text
+        # the server cuts the stop string but does not say which one ended the text (plain OpenAI "stop")
+        assert c.finish_reason in ("stop", "eos") and c.text.startswith("1") and "5" not in c.text, c
+        assert c.prompt_tokens > 0 and c.completion_tokens > 0
+        (long,) = remote.generate([count], sampling=SamplingParams(temperature=0, max_tokens=3))[0]
+        assert long.finish_reason == "length"
 
 
 def test_serve_model_llamacpp_rejects_lora():
