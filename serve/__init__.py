@@ -8,6 +8,7 @@ chat facade, API keys and limits, SQLite or PostgreSQL persistence, replicas (``
     config.py     ServerConfig                    keeper.py   leases, cancel flags, takeovers
     metrics.py    Prometheus metrics              cli.py      ``tinyact serve``
     conversations.py  multi-turn chat: a conversation is one agent thread
+    execution.py  how a run executes in a replica (its thread, slot, agent, end)
     viewer.py     the run viewer (static/ files) at / and ``tinyact view``
 
 Exports load lazily, so the CLI can list ``serve`` without importing FastAPI.
