@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Self
 
@@ -135,45 +135,38 @@ class OpenAIEngine:
     ) -> list[Completion]:
         """``generate`` for one conversation with ``stream: true``: choice 0's deltas go
         to ``on_token`` as the server sends them (no retries once a stream has begun)."""
-        import httpx
-
-        from tinyact.errors import EngineError
-
         (conv,), sampling, (pre,) = normalize_call([conversation], n, sampling, prefix)
         samples = 1 if sampling.greedy else n
         stops = [s for s in stop if s]
         body = self._body(conv, pre, samples, sampling, stops)
         body.pop("return_token_ids", None)
-        body.update(stream=True, stream_options={"include_usage": True})
+        spec = {k: v for k, v in body.items() if k in _SPEC_FIELDS}
+        extra = {k: v for k, v in body.items() if k not in _SPEC_FIELDS}
         texts: dict[int, list[str]] = {}
         ends: dict[int, dict[str, Any]] = {}
         usage: dict[str, Any] = {}
         filtered = StopFilter(on_token, stops)
-        try:
-            with self._client.stream("POST", "/chat/completions", json=body) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise EngineError(f"{self.base_url}/chat/completions answered {resp.status_code}: "
-                                      f"{_error_text(resp)}")
-                for line in resp.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    chunk = json.loads(data)
-                    usage = chunk.get("usage") or usage
-                    for choice in chunk.get("choices") or []:
-                        i = choice.get("index", 0)
+
+        def stream() -> None:
+            nonlocal usage
+            chunks = self._client.chat.completions.create(
+                **spec, extra_body=extra, stream=True, stream_options={"include_usage": True}
+            )
+            with chunks:
+                for chunk in chunks:
+                    data = chunk.model_dump()
+                    usage = data.get("usage") or usage
+                    for choice in data.get("choices") or []:
+                        i = choice.get("index") or 0
                         piece = (choice.get("delta") or {}).get("content") or ""
                         texts.setdefault(i, []).append(piece)
                         if i == 0:
                             filtered(piece)
                         if choice.get("finish_reason"):
                             ends[i] = choice
-        except httpx.TransportError as e:
-            raise EngineError(f"cannot reach the model server at {self.base_url} ({e or type(e).__name__}); "
-                              "is it running? Start one with `tinyact serve-model NAME`") from None
+
+        with self._sdk_errors("/chat/completions"):
+            stream()
         filtered.flush()
         reply = {"usage": usage, "choices": [
             {"index": i, "message": {"content": "".join(parts)}, "finish_reason": ends.get(i, {}).get("finish_reason"),
@@ -265,13 +258,26 @@ class OpenAIEngine:
 
     def _call(self, path: str, request: Any) -> dict[str, Any]:
         """Run one SDK request (its retries included); its failures become one clear ``EngineError``."""
+        from tinyact.errors import EngineError
+
+        url = f"{self.base_url}{path}"
+        with self._sdk_errors(path):
+            reply = request()
+        if not hasattr(reply, "model_dump"):  # the SDK hands a non-JSON body back as text
+            raise EngineError(f"{url} answered with a body that is not a JSON reply: {str(reply)[:100]!r}")
+        return reply.model_dump()
+
+    @contextlib.contextmanager
+    def _sdk_errors(self, path: str) -> Iterator[None]:
+        """The SDK's failures (after its retries) as one clear ``EngineError``; a stream is not
+        retried once it has begun."""
         import openai
 
         from tinyact.errors import EngineError
 
         url, tries = f"{self.base_url}{path}", self.max_retries + 1
         try:
-            reply = request()
+            yield
         except openai.APITimeoutError as e:
             raise EngineError(f"{url} timed out after {tries} tries ({type(e.__cause__ or e).__name__})") from None
         except openai.APIConnectionError as e:
@@ -283,9 +289,6 @@ class OpenAIEngine:
             raise EngineError(f"{url} answered {e.status_code}: {_error_text(e.response)}") from None
         except (openai.APIResponseValidationError, ValueError):  # ValueError: a JSON body that does not parse
             raise EngineError(f"{url} answered with a body that is not a JSON reply") from None
-        if not hasattr(reply, "model_dump"):  # the SDK hands a non-JSON body back as text
-            raise EngineError(f"{url} answered with a body that is not a JSON reply: {str(reply)[:100]!r}")
-        return reply.model_dump()
 
 
 def _error_text(resp: Any) -> str:
