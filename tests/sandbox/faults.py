@@ -38,27 +38,19 @@ FAULTS: dict[str, str] = {
 """fault name -> the code of the faulty action."""
 
 
-def _tree(root: int) -> list[int]:
-    found, changed = {root}, True
-    while changed:
-        changed = False
-        for name in os.listdir("/proc"):
-            if not name.isdigit() or int(name) in found:
-                continue
-            try:
-                with open(f"/proc/{name}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid in found:
-                found.add(int(name))
-                changed = True
-    return sorted(found)
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process below it, by pid (empty below a process that is gone)."""
+    import psutil
+
+    try:
+        return sorted([root, *(p.pid for p in psutil.Process(root).children(recursive=True))])
+    except psutil.NoSuchProcess:
+        return [root]
 
 
 def host_pid(launcher: int, ns_pid: int) -> int | None:
     """The host pid of the sandbox process that sees itself as `ns_pid`."""
-    for pid in _tree(launcher):
+    for pid in process_tree(launcher):
         try:
             with open(f"/proc/{pid}/status") as fh:
                 line = next(x for x in fh if x.startswith("NSpid:"))
@@ -103,7 +95,7 @@ class Outside:
                 box.container.kill()
                 time.sleep(0.2)
                 return True
-            for pid in _tree(box.proc.pid):
+            for pid in process_tree(box.proc.pid):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.sandbox.backends import docker_skip_reason
+from tests.sandbox.faults import process_tree
 
 HOST = r"""
 import sys, time
@@ -47,22 +48,7 @@ def _start_host(backend: str, isolation: str = "auto") -> tuple[subprocess.Popen
 
 def _sandbox_pids(launcher: int) -> set[int]:
     """The launcher and every process below it (bwrap, init, holders, executors)."""
-    found = {launcher}
-    changed = True
-    while changed:
-        changed = False
-        for name in os.listdir("/proc"):
-            if not name.isdigit() or int(name) in found:
-                continue
-            try:
-                with open(f"/proc/{name}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid in found:
-                found.add(int(name))
-                changed = True
-    return found
+    return set(process_tree(launcher))
 
 
 def _alive(pid: int) -> bool:
