@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from tinyact.console import progress_bar
 from tinyact.distill.config import DistillConfig
 
 __all__ = ["Pipeline", "build_teacher"]
@@ -77,9 +79,17 @@ class Pipeline:
         from tinyact.schema import SamplingParams
 
         c = self.config
-        return generate_prefixes(self.teacher_engine(), self.questions(), self.paths["prefixes"], teacher=c.teacher,
-                                 sampling=SamplingParams(temperature=0.0, max_tokens=c.prefix_max_tokens),
-                                 batch_size=c.batch_size)
+        questions = self.questions()
+        bar = progress_bar() if self.progress else nullcontext()
+        with bar:
+            task = bar.add_task("prefixes", total=len(questions)) if self.progress else None
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done)
+
+            return generate_prefixes(self.teacher_engine(), questions, self.paths["prefixes"], teacher=c.teacher,
+                                     sampling=SamplingParams(temperature=0.0, max_tokens=c.prefix_max_tokens),
+                                     batch_size=c.batch_size, progress=advance if self.progress else None)
 
     def teacher_agent(self) -> Any:
         """The teacher agent, its engine behind a ``BatchingEngine`` (close both when done)."""
@@ -98,13 +108,12 @@ class Pipeline:
         """Teacher trajectories; with ``ray`` (a cluster address or "local") spread over Ray workers,
         each loading the teacher itself (``teacher_engine_kwargs`` may point it at vLLM servers)."""
         from tinyact.distill.collect import collect_trajectories
-        from tinyact.distill.prefixes import load_prefixes
 
         c = self.config
         overlap = self.overlap() if c.check_overlap else None
         prefixes = None
         if c.use_prefix:
-            prefixes = self.prefixes() if not self.paths["prefixes"].exists() else load_prefixes(self.paths["prefixes"])
+            prefixes = self.prefixes()  # resumes: a stage killed half-way is finished first, never used partial
         if ray is not None:
             from tinyact.eval.distributed import connect
 

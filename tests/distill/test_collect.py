@@ -103,3 +103,28 @@ def test_resume_after_sigkill(tmp_path):
     assert sorted(ids) == sorted(q for q, _, _ in QUESTIONS)  # all done, no duplicates
     assert summary.done == len(QUESTIONS) and summary.solved == len(QUESTIONS)
     assert summarize_trajectories(out).done == len(QUESTIONS)
+
+
+def test_collect_finishes_a_half_written_prefix_stage_first(tmp_path):
+    """A run killed during the prefix stage left some prefixes: collect completes them, never uses a partial set."""
+    import json
+
+    from tinyact.distill.config import DistillConfig, TaskSource
+    from tinyact.distill.pipeline import Pipeline
+
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("".join(json.dumps({"id": qid, "question": q, "answer": a}) + "\n" for qid, q, a in QUESTIONS))
+    cfg = DistillConfig(workdir=str(tmp_path / "w"), tasks=[TaskSource(source="jsonl", path=str(qfile))],
+                        check_overlap=False, batch_size=2)
+    p = Pipeline(cfg, progress=False)
+    p._engine = ExprEngine()
+    half = {"id": "q0", "prefix": "Thought: already here.\n\n", "cot": "", "first_thought": ""}
+    cfg.paths["prefixes"].write_text(json.dumps(half) + "\n")
+    summary = p.collect()
+    assert summary["done"] == len(QUESTIONS)
+    done = {json.loads(x)["id"] for x in cfg.paths["prefixes"].read_text().splitlines()}
+    assert done == {qid for qid, _, _ in QUESTIONS}
+    trajs = {t.metadata["question_id"]: t for t in _lines(cfg.paths["trajectories"])}
+    assert trajs["q0"].metadata["prefix_used"]
+    assert sum(t.metadata["prefix_used"] for t in trajs.values()) == sum(
+        bool(json.loads(x)["prefix"]) for x in cfg.paths["prefixes"].read_text().splitlines())
