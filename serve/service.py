@@ -239,23 +239,33 @@ class RunService(RunExecution):
             handle.unsubscribe(queue)
 
     def watch(self, run_id: str, key_id: str) -> AsyncIterator[Event]:
-        """The events of any run of this key: live while it runs (404 when unknown, raised now)."""
+        """The events of any run of this key (404 when unknown, raised now): live from the handle
+        when this replica executes it; else from the store, polled every ``poll_interval`` until the
+        run ends, so a client behind a load balancer can follow a run another replica executes (or
+        takes over) from any replica."""
         handle = self._active.get(run_id)
         if handle is not None and handle.key_id == key_id:
             return self.events(handle)
         info = self.info(run_id, key_id)
 
-        async def stored() -> AsyncIterator[Event]:
+        async def stored(info: RunInfo) -> AsyncIterator[Event]:
             yield "run", RunEvent(id=info.id, status=info.status).model_dump()
-            for step in info.steps:
-                yield "step", step.model_dump(mode="json")
-            if info.status in ("finished", "failed", "interrupted"):
-                end = (info.finished_at or info.created_at) - info.created_at
-                final = FinalEvent(id=info.id, status=info.status, answer=info.answer, end_reason=info.end_reason,
-                                   steps=len(info.steps), seconds=round(end, 3), error=info.error)
-                yield ("final" if info.status == "finished" else "error"), final.model_dump(mode="json")
+            sent = 0
+            while True:
+                for step in info.steps[sent:]:
+                    yield "step", step.model_dump(mode="json")
+                sent = max(sent, len(info.steps))
+                if info.status in ("finished", "failed", "interrupted"):
+                    end = (info.finished_at or info.created_at) - info.created_at
+                    final = FinalEvent(id=info.id, status=info.status, answer=info.answer,
+                                       end_reason=info.end_reason, steps=len(info.steps), seconds=round(end, 3),
+                                       error=info.error)
+                    yield ("final" if info.status == "finished" else "error"), final.model_dump(mode="json")
+                    return
+                await asyncio.sleep(self.config.poll_interval)
+                info = await asyncio.to_thread(self.info, run_id, key_id)
 
-        return stored()
+        return stored(info)
 
     async def run(self, request: RunRequest, key_id: str, turn: Turn | None = None) -> RunInfo:
         """Submit and wait for the end; the answer with the whole trajectory."""

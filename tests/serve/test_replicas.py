@@ -150,3 +150,31 @@ def test_cli_serve_on_postgres_creates_the_schema_and_answers(tmp_path: Path, pg
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_runs_events_stream_from_a_replica_that_does_not_execute_it(tmp_path: Path, pg_url: str):
+    """Behind a load balancer the SSE request lands anywhere: B follows A's run step by step to its end."""
+    import json
+
+    a, b = replicas(tmp_path, pg_url, "AB")
+    try:
+        run = a.client.post("/v1/runs", json={"task": "relay", "background": True}).json()
+        wait_for(lambda: len(status(b, run["id"])["steps"]) == 1)  # step 1 waits in gate() on A
+        events, kind = [], None
+        with b.client.stream("GET", f"/v1/runs/{run['id']}/events") as r:
+            assert r.status_code == 200
+            for line in r.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    events.append((kind, json.loads(line[6:])))
+                    if kind == "step" and len(events) == 2:
+                        (tmp_path / "gate").touch()  # the stream is open and has step 0: let A go on
+        kinds = [k for k, _ in events]
+        assert kinds == ["run", "step", "step", "step", "final"], kinds
+        assert [d["index"] for k, d in events if k == "step"] == [0, 1, 2]
+        assert events[-1][1]["answer"] == 42 and events[-1][1]["status"] == "finished"
+        assert [d for k, d in events if k == "step"] == status(a, run["id"])["steps"]
+    finally:
+        for s in (a, b):
+            s.stop()
