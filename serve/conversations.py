@@ -10,9 +10,10 @@ conversation is what the next run starts from:
   turn 2 (replay, as after a restart: code runs again, so random values and
   clock reads differ; tools are called again).
 
-Each finished turn stores a snapshot (insert-only): its conversation id, the
-transcript the client sees (user messages and the answers given) and the
-state above. A request finds its snapshot by the conversation id it sends, or,
+Each finished turn stores a snapshot (insert-only) in the runs database
+(SQLite or PostgreSQL, so any replica continues any conversation): its
+conversation id, the transcript the client sees (user messages and the
+answers given) and the state above. A request finds its snapshot by the conversation id it sends, or,
 without one, by its history (the messages before its last user message): a
 client that resends the whole chat, as OpenAI clients do, continues the
 thread it built, and a regenerated or edited turn branches from the snapshot
@@ -24,20 +25,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tinyact.serve.store import connect, to_json
+from tinyact.serve.store import to_json
 
-__all__ = ["ConversationStore", "Turn", "answer_text", "transcript_of"]
+if TYPE_CHECKING:
+    from tinyact.serve.store import RunStore
+
+__all__ = ["ConversationStore", "Turn", "answer_text", "conversation_schema", "transcript_of"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_conversations (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq {serial},
     id TEXT NOT NULL,
     key_id TEXT NOT NULL,
     digest TEXT NOT NULL,
@@ -45,11 +47,20 @@ CREATE TABLE IF NOT EXISTS api_conversations (
     history TEXT NOT NULL,
     setup TEXT NOT NULL,
     run_id TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at DOUBLE PRECISION NOT NULL
 );
 CREATE INDEX IF NOT EXISTS api_conversations_by_id ON api_conversations (key_id, id, seq DESC);
 CREATE INDEX IF NOT EXISTS api_conversations_by_digest ON api_conversations (key_id, digest, seq DESC);
 """
+
+SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
+          "postgres": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"}
+
+
+def conversation_schema(dialect: str) -> list[str]:
+    """The ``api_conversations`` statements for "sqlite" or "postgres" (the run store sets them up)."""
+    return [x.strip() for x in SCHEMA.format(serial=SERIAL[dialect]).split(";") if x.strip()]
+
 
 Transcript = list[list[str]]
 """[[role, text], ...]: the user messages and the answers, as the client sees them."""
@@ -85,14 +96,10 @@ class Turn:
 
 
 class ConversationStore:
-    """The ``api_conversations`` table: one snapshot per finished turn."""
+    """The ``api_conversations`` table, beside the runs in the run store's database: one snapshot per finished turn."""
 
-    def __init__(self, path: str) -> None:
-        self._conn = connect(path)
-        self._conn.row_factory = sqlite3.Row
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.executescript(SCHEMA)
+    def __init__(self, store: RunStore) -> None:
+        self._store = store
 
     def resolve(self, key_id: str, conversation: str | None, prior: Transcript) -> Turn:
         """The turn a request with this id (or none) and this history continues or starts."""
@@ -113,22 +120,16 @@ class ConversationStore:
                messages: list[dict], code: list[str]) -> None:
         """Store the snapshot after ``turn``: its messages and code appended to what it started from."""
         transcript = [*turn.transcript, ["user", task], ["assistant", answer_text(answer)]]
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO api_conversations (id, key_id, digest, transcript, history, setup, run_id, created_at)"
-                " VALUES (?,?,?,?,?,?,?,?)",
-                (turn.id, key_id, _digest(transcript), to_json(transcript), to_json([*turn.history, *messages]),
-                 to_json([*turn.setup, *code]), run_id, time.time()),
-            )
+        self._store._n(
+            "INSERT INTO api_conversations (id, key_id, digest, transcript, history, setup, run_id, created_at)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (turn.id, key_id, _digest(transcript), to_json(transcript), to_json([*turn.history, *messages]),
+             to_json([*turn.setup, *code]), run_id, time.time()),
+        )
 
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    def _one(self, where: str, args: tuple) -> sqlite3.Row | None:
-        with self._lock:
-            return self._conn.execute(
-                f"SELECT * FROM api_conversations WHERE {where} ORDER BY seq DESC LIMIT 1", args).fetchone()
+    def _one(self, where: str, args: tuple) -> dict | None:
+        rows = self._store._q(f"SELECT * FROM api_conversations WHERE {where} ORDER BY seq DESC LIMIT 1", args)
+        return rows[0] if rows else None
 
 
 def _digest(transcript: Transcript) -> str:

@@ -137,7 +137,7 @@ class RunService(RunExecution):
         """Open the database, take back the runs this replica left, load the engine,
         start the keeper (leases, cancel flags, takeovers)."""
         self.store, self.saver = open_store(self.config.db, pool_size=self.config.max_active_per_key * 2 + 8)
-        self.conversations = ConversationStore(_conversations_db(self.config.db))
+        self.conversations = ConversationStore(self.store)
         if isinstance(self.sandbox, str) and self.config.sandbox_pool > 0:
             self.pool = SandboxPool(self.sandbox, self.config.sandbox_pool)
             self.pool.prime(dict(self.tools))  # the tool set of requests that name none
@@ -391,18 +391,6 @@ class RunService(RunExecution):
         except Exception as e:
             log.exception("loading the engine failed")
             self.load_error = f"{type(e).__name__}: {e}"
-
-
-def _conversations_db(db: str) -> str:
-    """Where conversation snapshots live: the runs database when it is SQLite. With
-    PostgreSQL they stay in a SQLite file of this host (a conversation continues on
-    the replica host that holds it; see docs/deploy.md)."""
-    if db.startswith(("postgresql://", "postgres://")):
-        from tinyact.models.catalog import tinyact_home
-
-        tinyact_home().mkdir(parents=True, exist_ok=True)
-        return str(tinyact_home() / "conversations.sqlite")
-    return db
 
 
 def _engine_model(engine: Any) -> str | None:

@@ -251,6 +251,7 @@ def connect(path: str) -> sqlite3.Connection:
 class SqliteRunStore(RunStore):
     """The runs table in a SQLite file (one connection, one lock): one machine, the default."""
 
+    DIALECT = "sqlite"
     NOW = "((julianday('now') - 2440587.5) * 86400.0)"
     STEPS_SET = "json_set(steps, '$[' || ? || ']', json(?))"
     STEPS_LEN = "json_array_length(steps)"
@@ -267,6 +268,10 @@ class SqliteRunStore(RunStore):
                 if name not in have:
                     self._conn.execute(f"ALTER TABLE api_runs ADD COLUMN {name} {kind}")
             self._conn.execute("CREATE INDEX IF NOT EXISTS api_runs_by_owner ON api_runs (owner, status)")
+            from tinyact.serve.conversations import conversation_schema  # it imports this module
+
+            for statement in conversation_schema(self.DIALECT):
+                self._conn.execute(statement)
 
     def _q(self, sql: str, params: tuple = ()) -> list[dict]:
         with self._lock:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from tinyact.errors import ConfigError
+from tinyact.serve.conversations import conversation_schema
 from tinyact.serve.store import LEASE_COLUMNS, RunStore
 
 __all__ = ["PostgresRunStore", "open_postgres"]
@@ -43,6 +44,7 @@ SETUP_LOCK = 7_171_771  # the advisory lock id held while the schema is set up
 class PostgresRunStore(RunStore):
     """``RunStore`` on a PostgreSQL pool; the per-key lock is ``pg_advisory_xact_lock``."""
 
+    DIALECT = "postgres"
     NOW = "extract(epoch from clock_timestamp())::double precision"
     STEPS_SET = "jsonb_set(steps, ARRAY[?::text], ?::jsonb, true)"
     STEPS_LEN = "jsonb_array_length(steps)"
@@ -58,6 +60,8 @@ class PostgresRunStore(RunStore):
                 kind = PG_TYPES.get(kind, kind)
                 conn.execute(f"ALTER TABLE api_runs ADD COLUMN IF NOT EXISTS {name} {kind}")
             conn.execute("CREATE INDEX IF NOT EXISTS api_runs_by_owner ON api_runs (owner, status)")
+            for statement in conversation_schema(self.DIALECT):
+                conn.execute(statement)
 
     def _q(self, sql: str, params: tuple = ()) -> list[dict]:
         with self.pool.connection() as conn:

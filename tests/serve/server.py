@@ -29,6 +29,8 @@ SCRIPTS = {
     "relay": [act("x = 41\nprint(who())"), act("print(gate())"), act("final_answer(x + 1)")],
     "hold": [act("print(gate())"), act("final_answer('through')")],
     "sleep": [act("import time\ntime.sleep(60)"), act("final_answer('woke')")],
+    "remember": [act("x = 6 * 7\nprint(who())"), act("final_answer(x)")],
+    "recall": [act("print(who())\nfinal_answer(x * 2)")],
 }
 REPO = Path(__file__).resolve().parents[2]
 

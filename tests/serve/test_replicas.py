@@ -178,3 +178,23 @@ def test_a_runs_events_stream_from_a_replica_that_does_not_execute_it(tmp_path: 
     finally:
         for s in (a, b):
             s.stop()
+
+
+def test_a_conversation_started_on_one_replica_continues_on_another(tmp_path: Path, pg_url: str, monkeypatch):
+    """Conversation snapshots live in the shared database: turn 2 on B has turn 1's variable (from A),
+    though the replicas share no folder (each its own TINYACT_HOME, as on two hosts)."""
+    started = []
+    for name in "AB":
+        monkeypatch.setenv("TINYACT_HOME", str(tmp_path / f"host-{name}"))
+        started += replicas(tmp_path, pg_url, name)
+    a, b = started
+    try:
+        first = a.client.post("/v1/runs", json={"task": "remember", "conversation": "c1"})
+        assert first.status_code == 200, first.text
+        assert first.json()["answer"] == 42 and "A" in first.json()["steps"][0]["observation"]
+        second = b.client.post("/v1/runs", json={"task": "recall", "conversation": "c1"}).json()
+        assert second["steps"][0]["error"] is None, second["steps"][0]
+        assert second["answer"] == 84 and "B" in second["steps"][0]["observation"]
+    finally:
+        for s in (a, b):
+            s.stop()
