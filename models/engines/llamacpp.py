@@ -33,6 +33,8 @@ class _Slot:
     logits: Any = None
     """The next-token logits after ``tokens[:logits_at]`` (a numpy copy)."""
     logits_at: int = -1
+    prompt_len: int = 0
+    """How much of ``tokens`` was the last call's prompt (the rest: what its first sample generated)."""
 
 
 @dataclass
@@ -282,6 +284,7 @@ class LlamaCppEngine:
                 llama.llama_memory_seq_rm(self._mem, seq, -1, -1)
         for slot, (prompt, _, _), row in zip(pinned, units, rows):
             slot.tokens = prompt + row[0].tokens[: row[0].fed]  # what sample 0 left in the slot's cells
+            slot.prompt_len = len(prompt)
         self.stats["generated_tokens"] += sum(len(s.tokens) for row in rows for s in row)
         return rows
 
@@ -321,8 +324,11 @@ class LlamaCppEngine:
 
         best = max(self._slots, key=lambda s: (common(s), s not in pinned, s.used))
         keep = common(best)
-        if best not in pinned and keep == len(best.tokens):
-            target = best  # the cached text is a prefix of the prompt: extend it in place
+        if best not in pinned and keep >= min(len(best.tokens), max(best.prompt_len, 1)):
+            # the cached text is a prefix of the prompt, or differs only in what its last call
+            # generated (an agent's next step: the reply was cut at a stop string and re-rendered):
+            # extend it in place, not in a copy that would evict another conversation's slot
+            target = best
         else:
             target = self._evictable(pinned, best)
             if target is not best:
