@@ -41,10 +41,11 @@ class Pipeline:
 
     def teacher_engine(self) -> Any:
         if self._engine is None:
-            from tinyact.models.engines import load_engine
+            from tinyact.models.engines import load_engine, parallel_kwargs, pick_engine
 
-            self._engine = load_engine(self.config.teacher, self.config.teacher_engine,
-                                       **self.config.teacher_engine_kwargs)
+            c = self.config
+            engine = pick_engine(c.teacher, **c.teacher_engine_kwargs) if c.teacher_engine == "auto" else c.teacher_engine
+            self._engine = load_engine(c.teacher, engine, **parallel_kwargs(engine, c.batch_size, c.teacher_engine_kwargs))
         return self._engine
 
     def tools(self) -> list[Any]:

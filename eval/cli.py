@@ -37,10 +37,11 @@ def _make_agent_solver(
     tools = search_tools(None if index is None else str(index))
     llm: Any = model
     if parallel > 1:  # questions run side by side; their model calls merge into batched engine calls
-        from tinyact.models.engines import load_engine
+        from tinyact.models.engines import load_engine, parallel_kwargs
         from tinyact.models.engines.batching import BatchingEngine
 
-        llm = BatchingEngine(load_engine(model, engine, **(engine_kwargs or {})), max_batch=parallel, window_ms=50)
+        inner = load_engine(model, engine, **parallel_kwargs(engine, parallel, engine_kwargs))
+        llm = BatchingEngine(inner, max_batch=parallel, window_ms=50)
         llm.model_name = model
     agent = Agent(
         llm, tools=tools, engine=engine, samples=samples, temperature=temperature,

@@ -40,7 +40,7 @@ def serve(
     from tinyact.serve import RunService, ServerConfig, create_app, read_api_keys
     from tinyact.serve.store import check_database
     from tinyact.models.catalog import default_model, tinyact_home
-    from tinyact.models.engines import load_engine
+    from tinyact.models.engines import load_engine, parallel_kwargs, pick_engine
 
     try:
         tools = search_tools(index)
@@ -61,7 +61,9 @@ def serve(
         loader = lambda: load_engine(model or engine_url, engine="openai", base_url=engine_url)  # noqa: E731
     else:
         name = model or default_model()
-        loader = lambda: load_engine(name, engine=engine)  # noqa: E731
+        resolved = pick_engine(name) if engine == "auto" else engine
+        # concurrent runs' calls are batched: llama.cpp keeps a cache slot per batched conversation
+        loader = lambda: load_engine(name, engine=resolved, **parallel_kwargs(resolved, min(config.batch_max, 8)))  # noqa: E731
     if not config.api_keys and host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/] no API key configured: binding {host} but serving loopback clients only")
     service = RunService(loader, tools=tools, config=config, model_name=name)

@@ -10,7 +10,7 @@ from typing import Any
 from tinyact.models.engines.base import Engine, apply_stop
 from tinyact.models.engines.replay import ReplayEngine
 
-__all__ = ["ENGINES", "Engine", "ReplayEngine", "apply_stop", "load_engine", "pick_engine"]
+__all__ = ["ENGINES", "Engine", "ReplayEngine", "apply_stop", "load_engine", "parallel_kwargs", "pick_engine"]
 
 ENGINES = ("transformers", "vllm", "llamacpp", "openai")
 ENGINE_HELP = "auto | transformers | vllm | llamacpp | openai (auto: llamacpp on a CPU host when installed, else transformers)"
@@ -52,6 +52,22 @@ def pick_engine(model: str, **kwargs: Any) -> str:
     ):
         return "llamacpp"
     return "transformers"
+
+
+CACHED_TOKENS_PER_CONVERSATION = 8192
+"""KV cells llama.cpp keeps per concurrent conversation (an agent's prompt grows each step)."""
+
+
+def parallel_kwargs(engine: str, conversations: int, kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``kwargs`` completed for an engine that serves ``conversations`` at once (eval --parallel,
+    distillation batches): llama.cpp gets a cache slot and 8k KV cells per conversation, so each
+    agent's next step reuses its cached prompt instead of evicting the others' (8 HotpotQA agents
+    in the default 16k cells re-prefilled ~10k tokens every step). Given values win."""
+    kwargs = dict(kwargs or {})
+    if engine == "llamacpp" and conversations > 1:
+        kwargs.setdefault("cache_slots", conversations)
+        kwargs.setdefault("n_ctx", max(16384, conversations * CACHED_TOKENS_PER_CONVERSATION))
+    return kwargs
 
 
 def load_engine(model: str, engine: str = "auto", **kwargs: Any) -> Engine:
