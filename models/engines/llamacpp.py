@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from tinyact.models.engines.base import Conversation, apply_stop, normalize_call
+from tinyact.models.engines.base import Conversation, OnToken, StopFilter, apply_stop, normalize_call
 from tinyact.models.engines.llamacpp_lib import (
     default_threads,
     load_library,
@@ -49,6 +49,8 @@ class _Seq:
     fed: int = 0
     reason: str | None = None
     stop: str | None = None
+    on_text: Any = None
+    """Called with each token's bytes as it is accepted (the streamed sample)."""
 
 
 class LlamaCppEngine:
@@ -152,6 +154,29 @@ class LlamaCppEngine:
         stop: Sequence[str] = (),
         prefix: str | Sequence[str | None] | None = None,
     ) -> list[list[Completion]]:
+        return self._generate(conversations, n=n, sampling=sampling, stop=stop, prefix=prefix)
+
+    def generate_stream(
+        self, conversation: Conversation, *, n: int = 1, sampling: SamplingParams | None = None,
+        stop: Sequence[str] = (), prefix: str | None = None, on_token: OnToken,
+    ) -> list[Completion]:
+        """``generate`` for one conversation; its first sample's text goes to ``on_token`` as it is
+        decoded (bytes decoded incrementally, so a character split over tokens arrives whole; never
+        a stop string or what follows it)."""
+        import codecs
+
+        filtered = StopFilter(on_token, stop)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        (row,) = self._generate([conversation], n=n, sampling=sampling, stop=stop, prefix=prefix,
+                                on_text=lambda piece: filtered(decoder.decode(piece)))
+        filtered(decoder.decode(b"", final=True))
+        filtered.flush()
+        return row
+
+    def _generate(
+        self, conversations: Sequence[Conversation], *, n: int, sampling: SamplingParams | None,
+        stop: Sequence[str], prefix: str | Sequence[str | None] | None, on_text: Any = None,
+    ) -> list[list[Completion]]:
         from tinyact.errors import EngineError
 
         convs, sampling, prefixes = normalize_call(conversations, n, sampling, prefix)
@@ -179,7 +204,8 @@ class LlamaCppEngine:
                 while units and len(group) < len(self._slots) and width + units[0][2] <= self.max_sequences:
                     group.append(units.pop(0))
                     width += group[-1][2]
-                done = self._run_group([(prompts[i], j, m) for i, j, m in group], sampling, stops)
+                streamed = on_text if group[0][:2] == (0, 0) else None  # conversation 0, sample 0
+                done = self._run_group([(prompts[i], j, m) for i, j, m in group], sampling, stops, streamed)
                 for (i, _, _), row in zip(group, done):
                     results[i].extend(self._completion(s, prefixes[i], len(prompts[i]), stops) for s in row)
         return [row if samples == n else row * n for row in results]
@@ -242,8 +268,9 @@ class LlamaCppEngine:
     # ------------------------------------------------------------------ generation
 
     def _run_group(self, units: list[tuple[list[int], int, int]], sampling: SamplingParams,
-                   stops: list[str]) -> list[list[_Seq]]:  # fmt: skip
-        """Prefill each unit's prompt (cache first), then decode all their samples together."""
+                   stops: list[str], on_text: Any = None) -> list[list[_Seq]]:  # fmt: skip
+        """Prefill each unit's prompt (cache first), then decode all their samples together;
+        ``on_text`` gets the first unit's first sample's bytes as they come."""
         llama = self._lib
         pinned: list[_Slot] = []
         rows: list[list[_Seq]] = []
@@ -258,7 +285,8 @@ class LlamaCppEngine:
                     if j:
                         llama.llama_memory_seq_rm(self._mem, seq, -1, -1)
                         llama.llama_memory_seq_cp(self._mem, slot.seq, seq, -1, -1)
-                    s = _Seq(seq=seq, sampler=make_sampler(llama, sampling, first + j), pos=len(prompt))
+                    s = _Seq(seq=seq, sampler=make_sampler(llama, sampling, first + j), pos=len(prompt),
+                             on_text=on_text if not rows and j == 0 else None)
                     self._accept(s, sample_from(llama, s.sampler, logits, self._candidates), sampling, stops)
                     row.append(s)
                 rows.append(row)
@@ -401,6 +429,8 @@ class LlamaCppEngine:
             return
         piece = token_piece(self._lib, self._vocab, token)
         s.text += piece
+        if s.on_text is not None:
+            s.on_text(piece)
         if stops:
             window = s.text[-(len(piece) + 4 * max(map(len, stops)) + 8) :].decode(errors="ignore")
             if any(x in window for x in stops):

@@ -137,3 +137,18 @@ def test_vllm_stream_matches_generate(vllm_engine):
     assert len(pieces) > 2 and "".join(pieces) == streamed.text
     (g,) = vllm_engine.generate_stream(CONV, sampling=s, on_token=lambda t: None)
     assert g.text == vllm_engine.generate([CONV], sampling=s)[0][0].text
+
+
+@pytest.mark.slow
+def test_llamacpp_stream_matches_generate(llamacpp_engine):
+    s = SamplingParams(temperature=0, max_tokens=24)
+    pieces: list[str] = []
+    (streamed,) = llamacpp_engine.generate_stream(CONV, sampling=s, stop=["5"], on_token=pieces.append)
+    (plain,) = llamacpp_engine.generate([CONV], sampling=s, stop=["5"])[0]
+    assert streamed.text == plain.text and streamed.stop == plain.stop
+    assert len(pieces) > 2 and "".join(pieces) == streamed.text  # all of it, nothing past the stop string
+    # k samples: sample 0 is the one streamed
+    pieces.clear()
+    row = llamacpp_engine.generate_stream(CONV, n=3, sampling=SamplingParams(temperature=0.9, max_tokens=16, seed=5),
+                                          on_token=pieces.append)
+    assert len(row) == 3 and "".join(pieces) == row[0].text
