@@ -39,7 +39,7 @@ from tinyact.sandbox.isolation import (
     _boot_code,
     _bwrap_argv,
     _extra_ro_paths,
-    _host_user,
+    _as_user,
     _sandbox_python,
     _tmp_root,
     _unshare_argv,
@@ -115,8 +115,8 @@ class ProcessSandbox(RefCounted):
             py = _sandbox_python()
             cfg["scratch_root"] = f"{SANDBOX_DIR}/scratch"
             cfg["scratch"] = "/scratch"
-            popen_user = _host_user(self._uid.uid)
-            argv = [*_bwrap_argv(limits.scratch_mb, _extra_ro_paths(py), lib), py, "-E", "-s", "-B",
+            prefix, popen_user = _as_user(self._uid.uid)
+            argv = [*prefix, *_bwrap_argv(limits.scratch_mb, _extra_ro_paths(py), lib), py, "-E", "-s", "-B",
                     "-c", _boot_code(f"{SANDBOX_DIR}/lib"), json.dumps(cfg)]  # fmt: skip
         else:
             data = os.path.join(self._tmp, "data")
