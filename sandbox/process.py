@@ -14,6 +14,7 @@ any user code runs, and starts with an environment that holds no host variables.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import logging
@@ -58,10 +59,51 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 30.0
+SWEEP_EVERY_S = 10.0
+
+_libs: dict[int, str] = {}  # pid -> its compiled copy of the worker package
+_libs_lock = threading.Lock()
+_swept = {"at": -SWEEP_EVERY_S}
+
+
+def worker_lib() -> str:
+    """A folder holding the worker package compiled (``.pyc``) for the sandbox's interpreter.
+
+    Made once per host process, readable by every uid, shared read-only by its
+    bwrap sandboxes (unshare and none get a copy of it each): a worker that
+    compiled its own sources at every start spent milliseconds of CPU on it
+    (``-B`` keeps the sandbox from writing ``.pyc`` files, not from reading them).
+    Removed when the process exits (or, after a crash, by the next sweep).
+    """
+    pid = os.getpid()
+    with _libs_lock:
+        lib = _libs.get(pid)
+        if lib is not None and os.path.isdir(lib):
+            return lib
+        lib = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{pid}-lib-", dir=_tmp_root())
+        dst = os.path.join(lib, "worker")
+        shutil.copytree(WORKER_DIR, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        try:
+            subprocess.run([_sandbox_python(), "-I", "-m", "compileall", "-q", dst], check=True, timeout=60,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except (OSError, subprocess.SubprocessError) as e:  # it still works, compiling at each start
+            log.warning("could not precompile the sandbox worker: %s", e)
+        for root, dirs, files in os.walk(lib):
+            os.chmod(root, 0o755)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o644)
+        _libs[pid] = lib
+        atexit.register(shutil.rmtree, lib, True)
+        return lib
 
 
 def _sweep_tmp_dirs() -> None:
-    """Remove the host-side temp dirs of sandboxes whose owner process died."""
+    """Remove the host-side temp dirs of sandboxes whose owner process died (at most every
+    ``SWEEP_EVERY_S`` seconds: it lists the temp dir)."""
+    now = time.monotonic()
+    if now - _swept["at"] < SWEEP_EVERY_S:
+        return
+    _swept["at"] = now
     root = Path(_tmp_root())
     try:
         entries = list(root.glob(f"{TMP_PREFIX}*"))
@@ -93,9 +135,10 @@ class ProcessSandbox(RefCounted):
         self._tmp: str | None = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=_tmp_root())
         os.chmod(self._tmp, 0o755)
         self._log = open(os.path.join(self._tmp, "worker.log"), "wb")  # noqa: SIM115
-        lib = os.path.join(self._tmp, "lib")
-        os.mkdir(lib)  # a copy readable by the sandbox's uid wherever the package lives
-        shutil.copytree(WORKER_DIR, os.path.join(lib, "worker"), ignore=shutil.ignore_patterns("__pycache__"))
+        lib = worker_lib()  # readable by the sandbox's uid wherever the package lives
+        if isolation != "bwrap":  # the sandbox sees its own folder only (unshare), or could write there (none)
+            shutil.copytree(os.path.join(lib, "worker"), os.path.join(self._tmp, "lib", "worker"))
+            lib = os.path.join(self._tmp, "lib")
         popen_user: dict[str, Any] = {}
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         life_r, life_w = os.pipe()
