@@ -170,11 +170,14 @@ def main() -> None:
             table = Table(title=f"tinyact API load test: {name}, {os.cpu_count()} CPUs, "
                                 f"sandbox pool {args.sandbox_pool}")
             for col in ("clients", "requests", "errors", "req/s", "p50 s", "p99 s", "steps/run",
-                        "conv/call", "sandboxes left"):
+                        "conv/call", "pool hits", "server CPU ms/run", "sandboxes left"):
                 table.add_column(col, justify="right")
             for clients in args.clients:
                 calls0, convs0 = service.engine.inner_calls, service.engine.batched_conversations
+                hits0 = service.pool.hits if service.pool is not None else 0
+                cpu0 = time.process_time()
                 res = load(url, clients, requests, body, timeout)
+                cpu = time.process_time() - cpu0  # the clients' threads too: an upper bound
                 time.sleep(0.5)  # let closing sandboxes exit
                 settle(service)
                 left = len(descendants(os.getpid())) - baseline
@@ -186,6 +189,8 @@ def main() -> None:
                     f"{percentile(lat, 0.5):.2f}", f"{percentile(lat, 0.99):.2f}",
                     f"{statistics.mean(res['steps']):.1f}" if res["steps"] else "-",
                     f"{convs / calls:.2f}" if calls else "-",
+                    f"{service.pool.hits - hits0}/{requests}" if service.pool is not None else "-",
+                    f"{1000 * cpu / max(len(lat), 1):.0f}",
                     str(max(left, 0) + service.active_sandboxes),
                 )
                 console.log(f"{clients} client(s): {len(lat)} ok, {len(res['errors'])} errors in {res['wall']:.1f}s")
