@@ -123,8 +123,10 @@ class ProcessSandbox(RefCounted):
 
     backend = "process"
 
-    def __init__(self, isolation: Isolation, limits: Limits, tools: list[str], seccomp: bool = True) -> None:
+    def __init__(self, isolation: Isolation, limits: Limits, tools: list[str], seccomp: bool = True,
+                 reusable: bool = False) -> None:
         self.isolation = isolation
+        self.reusable = reusable
         self.limits = limits
         self._refs = 0
         self._lock = threading.Lock()
@@ -149,8 +151,9 @@ class ProcessSandbox(RefCounted):
             "isolation": isolation,
             "limits": limits.to_dict(),
             "tools": tools,
-            "seccomp_bpf": base64.b64encode(filter_bpf()).decode() if seccomp else None,
+            "seccomp_bpf": base64.b64encode(filter_bpf(reusable)).decode() if seccomp else None,
             "die_with_parent": True,
+            "reusable": reusable,
             "uid": self._uid.uid,
         }
         env = dict(SANDBOX_ENV)
@@ -299,10 +302,14 @@ def start_process_session(
     limits: Limits,
     tools: dict[str, Any],
     allow_unsafe: bool = False,
+    reusable: bool = False,
 ) -> Session:
     chosen: Isolation = best_isolation() if isolation == "auto" else isolation  # type: ignore[assignment]
     if chosen not in ("bwrap", "unshare", "none"):
         raise SandboxError(f"unknown isolation {isolation!r}; use auto, bwrap, unshare or none")
+    if reusable and chosen == "none":
+        raise SandboxError("a reusable sandbox needs a pid namespace of its own (bwrap or unshare), not 'none'",
+                           code=SandboxErrorCode.BACKEND_UNAVAILABLE)
     if chosen != "none" and isolation != "auto" and not probe_isolation()[chosen][0]:
         raise SandboxError(
             f"isolation {chosen!r} does not work here: {probe_isolation()[chosen][1]}",
@@ -319,6 +326,6 @@ def start_process_session(
             "!!! tinyact sandbox running WITHOUT OS isolation: the code can read every file "
             "its uid (a uid of its own when root, else yours) can read. Install bubblewrap. !!!"
         )
-    box = ProcessSandbox(chosen, limits, sorted(tools))
+    box = ProcessSandbox(chosen, limits, sorted(tools), reusable=reusable)
     chan, hello = box.start()
     return Session(chan, box, limits=limits, tools=tools, info=hello)

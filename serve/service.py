@@ -138,8 +138,8 @@ class RunService(RunExecution):
         start the keeper (leases, cancel flags, takeovers)."""
         self.store, self.saver = open_store(self.config.db, pool_size=self.config.max_active_per_key * 2 + 8)
         self.conversations = ConversationStore(_conversations_db(self.config.db))
-        if isinstance(self.sandbox, str) and self.config.sandbox_pool > 0:
-            self.pool = SandboxPool(self.sandbox, self.config.sandbox_pool)
+        if isinstance(self.sandbox, str) and (self.config.sandbox_pool > 0 or self.config.sandbox_reuse):
+            self.pool = SandboxPool(self.sandbox, self.config.sandbox_pool, reuse=self.config.sandbox_reuse)
             self.pool.prime(dict(self.tools))  # the tool set of requests that name none
         if self._loader is None:
             self._set_engine(self._given_engine)

@@ -24,7 +24,7 @@ import signal
 import socket
 import sys
 
-from . import procs
+from . import procs, reset
 from .protocol import Channel
 from .procs import SCRATCH_FD
 from .worker import Worker
@@ -151,6 +151,8 @@ def run(cfg: dict) -> None:
     except OSError:
         pass
     procs.prctl(procs.PR_SET_CHILD_SUBREAPER, 1)
+    if cfg.get("reusable"):
+        reset.not_dumpable()  # init and the template: out of reach of the code of the runs (reset.py)
     if cfg.get("die_with_parent"):
         procs.prctl(procs.PR_SET_PDEATHSIG, signal.SIGKILL)
     holder = os.fork()
