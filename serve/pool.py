@@ -22,6 +22,7 @@ import contextvars
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -69,6 +70,9 @@ class SandboxPool:
         self.reused = 0
         self._threads = [threading.Thread(target=self._work, name=f"sandbox-pool-{i}", daemon=True)
                          for i in range(FILLERS)]
+        # bwrap --die-with-parent (PR_SET_PDEATHSIG) fires when the *thread* that started it ends:
+        # a sandbox kept past its run must not be started by the run's thread
+        self._starter = ThreadPoolExecutor(FILLERS, thread_name_prefix="sandbox-start")
         for t in self._threads:
             t.start()
 
@@ -101,7 +105,10 @@ class SandboxPool:
             template = session if owner is not None else None
         else:
             self.misses += 1
-            session = self._start(tools)
+            if owner is None:
+                session = self._start(tools)
+            else:  # kept after this run: started by a thread that outlives it (see _starter)
+                session = self._starter.submit(self._start, tools).result()
             template = session if owner is not None else None
         if template is None:
             return session
@@ -120,6 +127,7 @@ class SandboxPool:
             s.close()
         for t in self._threads:
             t.join(10)
+        self._starter.shutdown(wait=True)
 
     def __len__(self) -> int:
         """Sessions ready for a run that has none (kept templates of a key not counted)."""
@@ -149,10 +157,10 @@ class SandboxPool:
             return template
         try:
             session = template.fork()
-        except Exception:  # noqa: BLE001 - a broken template: the run gets a fresh sandbox
+        except Exception:  # noqa: BLE001 - a broken template: the run gets a fresh sandbox of its own
             log.exception("forking a kept sandbox failed")
             template.close()
-            return self._start(tools)
+            return self._starter.submit(self._start, tools).result()
 
         def hand_back() -> None:
             with self._cond:

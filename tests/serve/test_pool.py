@@ -50,14 +50,17 @@ ALIVE = ("import os\nfinal_answer(sum(1 for p in os.listdir('/proc') if p.isdigi
 REUSE = {**PID, "sleeper": [act(SLEEPER)], "alive": [act(ALIVE)]}
 
 
-def test_opt_in_reuse_keeps_a_sandbox_per_key_reset_between_runs():
+@pytest.mark.parametrize("ahead", [1, 0])
+def test_opt_in_reuse_keeps_a_sandbox_per_key_reset_between_runs(ahead):
     """Over real HTTP: with sandbox_reuse a key's next run reuses its sandbox, reset (no
-    globals, files or processes of the run before); another key never gets it."""
+    globals, files or processes of the run before); another key never gets it. With no
+    pool, the sandbox a run starts itself must outlive the run's thread (bwrap's
+    --die-with-parent follows the thread that started it)."""
     import httpx
 
     from tests.serve.helpers import uvicorn_server
 
-    service = make_service(scripts=REUSE, sandbox_pool=1, sandbox_reuse=True, api_keys=("key-a", "key-b"))
+    service = make_service(scripts=REUSE, sandbox_pool=ahead, sandbox_reuse=True, api_keys=("key-a", "key-b"))
     with uvicorn_server(service) as url:
         a = httpx.Client(base_url=url, headers={"Authorization": "Bearer key-a"}, timeout=60)
         b = httpx.Client(base_url=url, headers={"Authorization": "Bearer key-b"}, timeout=60)
