@@ -14,8 +14,8 @@ answer), so it measures everything but the model; ``real`` uses the default
 catalog model on the transformers engine. Prints a table per concurrency level:
 requests, errors, throughput, p50/p99 latency, conversations per engine call
 (the BatchingEngine merging concurrent proposals), runs served by a ready or
-kept sandbox, CPU per run of this process (server and clients) and of the
-sandboxes, and sandboxes left behind once the level is over (neither ready
+kept sandbox, CPU per run of the server (this process; the clients run in
+a process of their own) and of the sandboxes, and sandboxes left behind once the level is over (neither ready
 nor kept for reuse).
 
 ``--replicas`` compares deployments under the same scripted load, each
@@ -168,6 +168,7 @@ def main() -> None:
     body["max_steps"] = args.max_steps
     most = max(args.clients)
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        clients_pool = stack.enter_context(client_process())
         services, urls = {}, {}
         for mode in dict.fromkeys(args.sandbox_reuse):  # one server per mode, all up at once: levels alternate
             config = ServerConfig(db=str(Path(tmp) / f"runs-{mode}.sqlite"), max_active_per_key=most,
@@ -182,7 +183,7 @@ def main() -> None:
             for clients in args.clients:
                 for mode, service in services.items():
                     settle(service)
-                    res = level(service, urls[mode], clients, requests, body, timeout)
+                    res = level(service, urls[mode], clients, requests, body, timeout, clients_pool)
                     results.setdefault((mode, clients), []).append(res)
                     console.log(f"sandbox reuse {mode}, {clients} client(s): {res['ok']} ok, "
                                 f"{len(res['errors'])} errors, {res['rate']:.1f} req/s")
@@ -192,7 +193,7 @@ def main() -> None:
     table = Table(title=f"tinyact API load test: {name}, {os.cpu_count()} CPUs, sandbox pool {args.sandbox_pool}, "
                         f"{args.rounds} round(s) (medians), load average {load_avg[0]:.1f} at the end")
     for col in ("sandbox", "clients", "requests", "errors", "req/s", "p50 s", "p99 s", "steps/run", "conv/call",
-                "pool hits", "host CPU ms/run", "sandbox CPU ms/run", "sandboxes left"):
+                "pool hits", "server CPU ms/run", "sandbox CPU ms/run", "sandboxes left"):
         table.add_column(col, justify="right")
     for (mode, clients), rs in results.items():
         lat = [x for r in rs for x in r["latencies"]]
@@ -208,15 +209,31 @@ def main() -> None:
     console.print(table)
 
 
-def level(service, url: str, clients: int, requests: int, body: dict, timeout: float) -> dict:
-    """One load level on one server: rates, latencies, CPU per run (this process: server and
-    clients; the sandboxes: every process below it), and the sandboxes left over after it."""
+def client_process():
+    """A process of its own for the clients (spawned: the server's threads are not forked), so that
+    they share the CPUs with the server, as clients on the same host would, but not its GIL."""
+    import multiprocessing
+
+    @contextlib.contextmanager
+    def running():
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            pool.apply(os.getpid)
+            pool.skip = set(sandbox_roots(os.getpid()))  # its worker and resource tracker: no sandbox yet
+            yield pool
+
+    return running()
+
+
+def level(service, url: str, clients: int, requests: int, body: dict, timeout: float, runner) -> dict:
+    """One load level on one server: rates, latencies, CPU per run (this process: the server;
+    the sandboxes: every process below it but the clients'), and the sandboxes left after it."""
     engine, pool = service.engine, service.pool
     calls0, convs0 = engine.inner_calls, engine.batched_conversations
     hits0 = (pool.hits + pool.reused) if pool is not None else 0
-    cpu0, tree0 = time.process_time(), tree_cpu(os.getpid())
-    res = load(url, clients, requests, body, timeout)
-    cpu, tree = time.process_time() - cpu0, tree_cpu(os.getpid()) - tree0
+    skip = runner.skip
+    cpu0, tree0 = time.process_time(), tree_cpu(os.getpid(), skip)
+    res = runner.apply(load, (url, clients, requests, body, timeout))
+    cpu, tree = time.process_time() - cpu0, tree_cpu(os.getpid(), skip) - tree0
     time.sleep(0.5)  # let closing sandboxes exit
     settle(service)
     ok = max(len(res["latencies"]), 1)
@@ -226,15 +243,16 @@ def level(service, url: str, clients: int, requests: int, body: dict, timeout: f
             "conv": (engine.batched_conversations - convs0) / calls if calls else 0.0,
             "hits": ((pool.hits + pool.reused) - hits0) if pool is not None else 0,
             "host_cpu": 1000 * cpu / ok, "sandbox_cpu": 1000 * tree / ok,
-            "left": max(0, len(sandbox_roots(os.getpid())) - kept - other_servers_sandboxes(service))}
+            "left": max(0, len(sandbox_roots(os.getpid())) - len(skip) - kept - other_servers_sandboxes(service))}
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of every process below ``pid`` (each with its reaped children), plus those
-    ``pid`` reaped itself: grows by exactly what the sandboxes burn."""
+def tree_cpu(pid: int, skip: set[int]) -> float:
+    """CPU seconds of every process below ``pid`` (each with its reaped children) but those in
+    ``skip`` (and theirs), plus what ``pid`` reaped: grows by what the sandboxes burn."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for child in descendants(pid):
+    skipped = {p for s in skip for p in (s, *descendants(s))}
+    for child in set(descendants(pid)) - skipped:
         try:
             fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -290,7 +308,8 @@ def serve_replica(args) -> None:
     from tinyact.serve import RunService, ServerConfig, create_app
 
     config = ServerConfig(db=args.db, replica_id=args.replica_id, max_active_per_key=max(args.clients),
-                          max_queued_per_key=10_000, sandbox_pool=args.sandbox_pool)
+                          max_queued_per_key=10_000, sandbox_pool=args.sandbox_pool,
+                          sandbox_reuse=args.sandbox_reuse[-1] == "on")
     uvicorn.run(create_app(RunService(scripted_engine(), config=config)), host="127.0.0.1", port=args.serve,
                 log_level="warning", backlog=256)
 
@@ -307,7 +326,8 @@ def replicas(db: str, n: int, args) -> list:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         cmd = [sys.executable, "-m", "tinyact.bench.api", "--serve", str(port), "--db", db, "--replica-id",
-               f"bench-{i}", "--sandbox-pool", str(args.sandbox_pool), "--clients", *map(str, args.clients)]
+               f"bench-{i}", "--sandbox-pool", str(args.sandbox_pool), "--clients", *map(str, args.clients),
+               "--sandbox-reuse", args.sandbox_reuse[-1]]
         procs.append(subprocess.Popen(cmd))
         urls.append(f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + 120

@@ -47,7 +47,7 @@ class ServerConfig:
     on_restart: Literal["interrupt", "resume"] = "interrupt"
     """What happens at start-up to runs a previous process left unfinished."""
     sandbox: str = "auto"
-    """auto | process | docker: one sandbox per run, closed when the run ends."""
+    """auto | process | docker: one sandbox per run, closed when the run ends (unless ``sandbox_reuse``)."""
     sandbox_pool: int = 4
     """Fresh sandboxes kept started ahead of the runs that will take them (0: start one per run
     when it begins). Each run still gets a new process of its own."""
