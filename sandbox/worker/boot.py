@@ -13,7 +13,7 @@ Processes (inside one sandbox)::
 
 from __future__ import annotations
 
-import base64
+import binascii
 import ctypes
 import errno
 import json
@@ -176,7 +176,7 @@ def run(cfg: dict) -> None:
         apply_limits(cfg["limits"])
         checks["rlimits"] = True
         if cfg.get("seccomp_bpf"):
-            install_seccomp(base64.b64decode(cfg["seccomp_bpf"]))
+            install_seccomp(binascii.a2b_base64(cfg["seccomp_bpf"]))
             checks["seccomp"] = True
         procs.prctl(procs.PR_SET_CHILD_SUBREAPER, 1)
         worker = Worker(cfg, chan)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
 import signal
 import time
 
@@ -141,6 +140,8 @@ def _empty(folder: str) -> None:
 
 
 def _remove(path: str) -> None:
+    import shutil  # not at start: it loads bz2 and lzma (2 ms of every sandbox's start)
+
     if os.path.isdir(path) and not os.path.islink(path):
         os.chmod(path, 0o700)  # the code may have taken its own permissions away
         shutil.rmtree(path, onerror=_force)
@@ -150,6 +151,8 @@ def _remove(path: str) -> None:
 
 def _force(func, path, _exc) -> None:
     """rmtree's retry for a folder the code made unreadable or unwritable (same uid: it may chmod)."""
+    import shutil
+
     try:
         os.chmod(os.path.dirname(path), 0o700)
         if os.path.isdir(path) and not os.path.islink(path):
