@@ -150,7 +150,7 @@ def main() -> None:
     from tinyact.serve import RunService, ServerConfig
     from tinyact.models.engines.scripted import ScriptedEngine, act
 
-    console = Console(width=max(Console().width, 110))
+    console = Console(width=max(Console().width, 160))
     if args.engine == "replay":
         script = [act("x = sum(range(1000))\nprint(x)", "add them up"), act("final_answer(x)", "answer")]
         engine = ScriptedEngine({REPLAY_TASK: script})
@@ -348,7 +348,7 @@ def compare_replicas(args) -> None:
     """One table: the same scripted load on SQLite x1, PostgreSQL x1 and PostgreSQL x2."""
     import contextlib
 
-    console = Console(width=max(Console().width, 110))
+    console = Console(width=max(Console().width, 160))
     requests = args.requests or 96
     body = {"task": REPLAY_TASK, "max_steps": args.max_steps}
     table = Table(title=f"tinyact API replicas: scripted 2-step runs, {os.cpu_count()} CPUs, "

@@ -116,6 +116,10 @@ class RunService(RunExecution):
             "tinyact_queue_depth": ("Runs of this replica waiting for a slot of their key.",
                                     lambda: sum(not h.running for h in list(self._active.values()))),
             "tinyact_engine_ready": ("1 once the model is loaded.", lambda: 1 if self.ready else 0),
+            "tinyact_sandboxes_ready": ("Fresh sandboxes started ahead, waiting for a run.",
+                                        lambda: len(self.pool) if self.pool is not None else 0),
+            "tinyact_sandboxes_kept": ("Sandboxes kept for a key's next run (--sandbox-reuse).",
+                                       lambda: self.pool.kept if self.pool is not None else 0),
         })
         self.replica = self.config.replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.load_error: str | None = None

@@ -82,6 +82,7 @@ def test_opt_in_reuse_keeps_a_sandbox_per_key_reset_between_runs(ahead):
         assert pool.reused == reused  # key b got a sandbox of its own
         wait_for(lambda: pool.kept == 2 and not pool._dirty)
         assert service.active_sandboxes == 0
+        assert "tinyact_sandboxes_kept 2" in a.get("/metrics").text
         a.close()
         b.close()
     assert pool.kept == 0  # closed with the service
