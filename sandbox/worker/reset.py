@@ -8,8 +8,9 @@ calls ``reset``, which leaves the sandbox as it was when it started:
   caller is killed with ``kill(-1, SIGKILL)``, repeated until none is left
   (a fork bomb cannot outrun it: a process with SIGKILL pending cannot fork);
 - the scratch file system is emptied (every session's folder), and so are the
-  other places the sandbox user can write: new entries under ``/dev`` and
-  everything in ``/dev/shm`` (bwrap's ``/dev`` is a tmpfs of the sandbox);
+  other places the sandbox user can write: ``/dev`` is put back as it was at
+  start (bwrap's ``/dev`` is a tmpfs the sandbox user owns: new entries go,
+  replaced symlinks and folders come back) and ``/dev/shm`` is emptied;
 - System V shared memory, semaphores and message queues are removed
   (``IPC_RMID``); POSIX message queues cannot be listed from inside, so a
   reusable sandbox's seccomp filter refuses ``mq_open`` instead (``seccomp.py``).
@@ -24,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import stat
 import time
 
 PR_SET_DUMPABLE = 4
@@ -32,8 +34,29 @@ KILL_WITHIN_S = 3.0
 WIPED = ("/dev/shm",)
 """Folders emptied entirely (they are empty when a sandbox starts)."""
 
-DEV_AT_START = frozenset(os.listdir("/dev")) if os.path.isdir("/dev") else frozenset()
+
+
+def _dev_snapshot() -> dict[str, tuple[int, str | None, int]]:
+    """/dev's entries: name -> (file type, symlink target, permission bits)."""
+    out: dict[str, tuple[int, str | None, int]] = {}
+    try:
+        names = os.listdir("/dev")
+    except OSError:
+        return out
+    for name in names:
+        path = os.path.join("/dev", name)
+        try:
+            st = os.lstat(path)
+            target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
+        except OSError:
+            continue
+        out[name] = (stat.S_IFMT(st.st_mode), target, stat.S_IMODE(st.st_mode))
+    return out
+
+
+DEV_AT_START = _dev_snapshot()
 """What /dev held when the worker started (imported before any code runs)."""
+DEV_MODE = stat.S_IMODE(os.stat("/dev").st_mode) if os.path.isdir("/dev") else 0o755
 
 
 def not_dumpable() -> None:
@@ -60,21 +83,56 @@ def reset(scratch_root: str, keep: str, isolation: str) -> str | None:
     if left:
         return f"{len(left)} process(es) survived SIGKILL: {left[:8]}"
     try:
+        os.chmod(scratch_root, stat.S_IMODE(os.stat(scratch_root).st_mode) | 0o700)  # the code may have locked it
         for entry in os.scandir(scratch_root):
             if entry.name == keep:
                 _empty(entry.path)
             else:
                 _remove(entry.path)
+        restore_dev()
         for folder in WIPED:
-            if os.path.isdir(folder) and os.access(folder, os.W_OK):
+            if os.path.isdir(folder) and not os.path.islink(folder) and os.access(folder, os.W_OK):
                 _empty(folder)
-        if os.access("/dev", os.W_OK):
-            for name in set(os.listdir("/dev")) - DEV_AT_START:
-                _remove(os.path.join("/dev", name))
         remove_sysv_ipc()
     except OSError as e:
         return f"wiping the sandbox failed: {e}"
     return None
+
+
+def restore_dev() -> None:
+    """Put /dev back as it was at start, where the sandbox user can write it (bwrap's /dev is
+    a tmpfs of its own): new entries removed, symlinks and folders it replaced or
+    re-permissioned restored (devices are bind mounts: it cannot remove those)."""
+    if os.stat("/dev").st_uid == os.geteuid():  # ours (bwrap): the code may have changed its mode
+        os.chmod("/dev", DEV_MODE)
+    if not os.access("/dev", os.W_OK):
+        return
+    for name in set(os.listdir("/dev")) - set(DEV_AT_START):
+        _remove(os.path.join("/dev", name))
+    for name, (kind, target, mode) in DEV_AT_START.items():
+        path = os.path.join("/dev", name)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_IFMT(st.st_mode) == kind:
+            if kind == stat.S_IFLNK and os.readlink(path) == target:
+                continue
+            if kind == stat.S_IFDIR:
+                if stat.S_IMODE(st.st_mode) != mode:
+                    os.chmod(path, mode)
+                continue
+            if kind not in (stat.S_IFLNK, stat.S_IFDIR):
+                continue  # a device (bind mount): not the code's to change
+        if kind not in (stat.S_IFLNK, stat.S_IFDIR):
+            continue
+        if st is not None:
+            _remove(path)
+        if kind == stat.S_IFLNK:
+            os.symlink(target, path)  # type: ignore[arg-type]
+        else:
+            os.mkdir(path)
+            os.chmod(path, mode)
 
 
 def kill_all_others() -> list[int]:
@@ -134,7 +192,8 @@ def _reap() -> None:
 
 
 def _empty(folder: str) -> None:
-    os.chmod(folder, 0o700 if folder not in WIPED else 0o1777)
+    if folder not in WIPED:  # /dev/shm's own mode is restore_dev's
+        os.chmod(folder, 0o700)
     for entry in os.scandir(folder):
         _remove(entry.path)
 

@@ -274,13 +274,13 @@ class Worker:
 
     def reset(self, msg: dict) -> None:
         """A reusable sandbox's template: put the sandbox back as it started (see reset.py)."""
-        self._drop_standby()  # killed with the rest; a fresh one is forked next
-        keep = os.path.basename(os.readlink(f"/proc/self/fd/{procs.SCRATCH_FD}"))
         if self.cfg.get("reusable"):
+            self._drop_standby(kill=True)  # a fresh one is forked next
+            keep = os.path.basename(os.readlink(f"/proc/self/fd/{procs.SCRATCH_FD}"))
             error = reset.reset(self.scratch_root, keep, self.cfg["isolation"])
+            self.forks = set()
         else:
             error = "this sandbox was not started reusable"
-        self.forks = set()
         self.chan.send({"op": "reset", "id": msg.get("id"), "ok": error is None, "error": error})
 
     def _reap(self) -> None:

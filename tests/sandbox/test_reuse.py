@@ -32,6 +32,13 @@ for path in ('/dev/shm/shared', '/dev/planted'):
         open(path, 'w').write('secret')
     except OSError:
         pass  # not writable under this isolation: nothing to wipe there
+try:  # bwrap's /dev is a tmpfs the sandbox user owns: replace a symlink, lock /dev/shm
+    os.unlink('/dev/stdin')
+    os.symlink('/scratch/file', '/dev/stdin')
+    os.chmod('/dev/shm', 0)
+    os.chmod('/dev', 0o555)
+except OSError:
+    pass
 libc = ctypes.CDLL(None, use_errno=True)
 shm = libc.shmget(4321, 4096, 0o1666)
 mq = libc.mq_open(b'/tinyact-q', 0o100 | 2, 0o600, None)
@@ -52,6 +59,7 @@ for p in os.listdir('/proc'):
 print('x' in globals())
 print(sorted(os.listdir(os.environ['HOME'])), os.path.exists(os.path.join(os.environ['HOME'], 'locked')))
 print(os.path.exists('/dev/shm/shared'), os.path.exists('/dev/planted'))
+print(os.readlink('/dev/stdin'), oct(os.stat('/dev/shm').st_mode & 0o7777))
 print(any(c.startswith(b'sleep') for c in procs), len(procs))
 print(len(open('/proc/sysvipc/shm').read().splitlines()) - 1)
 for pid in (1, os.getppid()):
@@ -68,6 +76,7 @@ def test_reset_leaves_nothing_of_a_run_for_the_next(isolation):
     template = open_session(isolation=isolation, limits=LIMITS, reusable=True)
     try:
         run = template.fork()
+        before_dev = run.execute(PEEK).stdout.splitlines()[3]
         first = run.execute(LEAVE)
         assert first.error is None, first.error
         assert first.stdout.split() == ["True", "-1", "1"]  # SysV made; mq_open refused (EPERM)
@@ -84,10 +93,11 @@ def test_reset_leaves_nothing_of_a_run_for_the_next(isolation):
         assert lines[0] == "False"  # fresh globals
         assert lines[1] == "[] False"  # scratch wiped, the locked folder too
         assert lines[2] == "False False"  # /dev/shm and /dev
-        assert lines[3].startswith("False")  # no sleeper left
-        assert int(lines[3].split()[1]) <= 6  # init, template, its standby, this session's holder and executor
-        assert lines[4] == "0"  # no System V segment
-        assert lines[5:] == ["closed", "closed"]  # init and the template's holder: not readable
+        assert lines[3] == before_dev  # the replaced symlink and /dev/shm's mode restored
+        assert lines[4].startswith("False")  # no sleeper left
+        assert int(lines[4].split()[1]) <= 6  # init, template, its standby, this session's holder and executor
+        assert lines[5] == "0"  # no System V segment
+        assert lines[6:] == ["closed", "closed"]  # init and the template's holder: not readable
         nxt.close()
         template.reset()  # again, and the sandbox still serves
         again = template.fork()
@@ -102,6 +112,7 @@ def test_reset_is_refused_where_it_cannot_hold():
     try:
         with pytest.raises(SandboxError, match="not started reusable"):
             plain.reset()
+        assert plain.execute("print(6 * 7)").stdout.strip() == "42"  # refused, and untouched
     finally:
         plain.close()
     with pytest.raises(SandboxError, match="pid namespace"):
