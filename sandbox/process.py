@@ -63,7 +63,7 @@ SWEEP_EVERY_S = 10.0
 
 _libs: dict[int, str] = {}  # pid -> its compiled copy of the worker package
 _libs_lock = threading.Lock()
-_swept = {"at": -SWEEP_EVERY_S}
+_swept: dict[str, float] = {}  # temp root -> when it was last swept
 
 
 def worker_lib() -> str:
@@ -98,13 +98,13 @@ def worker_lib() -> str:
 
 
 def _sweep_tmp_dirs() -> None:
-    """Remove the host-side temp dirs of sandboxes whose owner process died (at most every
-    ``SWEEP_EVERY_S`` seconds: it lists the temp dir)."""
-    now = time.monotonic()
-    if now - _swept["at"] < SWEEP_EVERY_S:
-        return
-    _swept["at"] = now
+    """Remove the host-side temp dirs of sandboxes whose owner process died (each temp root at
+    most every ``SWEEP_EVERY_S`` seconds: it lists the folder)."""
     root = Path(_tmp_root())
+    now = time.monotonic()
+    if now - _swept.get(str(root), -SWEEP_EVERY_S) < SWEEP_EVERY_S:
+        return
+    _swept[str(root)] = now
     try:
         entries = list(root.glob(f"{TMP_PREFIX}*"))
     except OSError:
