@@ -33,6 +33,7 @@ def open_session(
     isolation: IsolationName = "auto",
     allow_unsafe: bool = False,
     image: str | None = None,
+    reusable: bool = False,
 ) -> Session:
     """Start a sandbox and return its first session.
 
@@ -42,6 +43,12 @@ def open_session(
     tools: host-side callables the code can call by name; arguments and results
         travel as JSON. final_answer() is always there.
     image: docker backend only; defaults to the image `make docker-image` builds.
+    reusable: process backend with bwrap or unshare only: a sandbox whose first
+        session is a template that runs no code; its forks serve one run each and
+        ``Session.reset()`` on the template puts the sandbox back as it started
+        (every other process killed, writable files and IPC objects wiped, see
+        ``worker/reset.py``), so that it can serve another run. Off by default:
+        a fresh sandbox per run isolates more (a uid and namespaces of its own).
     """
     limits = limits or Limits()
     tools = dict(tools or {})
@@ -53,7 +60,11 @@ def open_session(
     if backend in ("auto", "process"):
         from tinyact.sandbox.process import start_process_session
 
-        return start_process_session(isolation=isolation, limits=limits, tools=tools, allow_unsafe=allow_unsafe)
+        return start_process_session(isolation=isolation, limits=limits, tools=tools, allow_unsafe=allow_unsafe,
+                                     reusable=reusable)
+    if reusable:
+        raise SandboxError("only the process backend makes reusable sandboxes",
+                           code=SandboxErrorCode.BACKEND_UNAVAILABLE)
     if backend == "docker":
         from tinyact.sandbox.docker import start_docker_session
 

@@ -78,10 +78,27 @@ def _host_user(uid: int = NOBODY) -> dict[str, Any]:
     Run as root, bwrap maps the sandbox user onto host root, and the kernel
     never applies RLIMIT_NPROC to root: a fork bomb would go unchecked. As
     another user, bwrap builds an unprivileged user namespace and the limit holds.
+    Prefer ``_as_user`` (same effect, but the launch stays a vfork).
     """
     if os.geteuid() != 0:
         return {}
     return {"user": uid, "group": uid, "extra_groups": []}
+
+
+def _as_user(uid: int = NOBODY) -> tuple[list[str], dict[str, Any]]:
+    """(argv prefix, Popen arguments) that start the launcher as `uid` when we are root.
+
+    ``setpriv`` (util-linux, like ``unshare``) switches the uid in the child
+    after exec: Popen's own ``user=``/``group=`` make CPython fork() the whole
+    host process (page tables copied while it holds the GIL, milliseconds in
+    a server) instead of vfork(). Without setpriv, Popen's arguments.
+    """
+    if os.geteuid() != 0:
+        return [], {}
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return [], _host_user(uid)
+    return [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"], {}
 
 
 def _bwrap_argv(scratch_mb: int, extra_ro: list[str], lib: str | None = None) -> list[str]:
@@ -139,7 +156,8 @@ def probe_isolation() -> dict[str, tuple[bool, str]]:
         py = _sandbox_python()
         argv = _bwrap_argv(1, _extra_ro_paths(py))
         # the worker files are bound by _bwrap_argv; just check the interpreter starts
-        r = _run([*argv, py, "-c", "print(1)"], **_host_user())
+        prefix, popen_user = _as_user()
+        r = _run([*prefix, *argv, py, "-c", "print(1)"], **popen_user)
         out["bwrap"] = (r[0], r[1] or bwrap)
     unshare = shutil.which("unshare")
     if not unshare:

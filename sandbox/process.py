@@ -14,6 +14,7 @@ any user code runs, and starts with an environment that holds no host variables.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import logging
@@ -39,7 +40,7 @@ from tinyact.sandbox.isolation import (
     _boot_code,
     _bwrap_argv,
     _extra_ro_paths,
-    _host_user,
+    _as_user,
     _sandbox_python,
     _tmp_root,
     _unshare_argv,
@@ -58,11 +59,52 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 30.0
+SWEEP_EVERY_S = 10.0
+
+_libs: dict[int, str] = {}  # pid -> its compiled copy of the worker package
+_libs_lock = threading.Lock()
+_swept: dict[str, float] = {}  # temp root -> when it was last swept
+
+
+def worker_lib() -> str:
+    """A folder holding the worker package compiled (``.pyc``) for the sandbox's interpreter.
+
+    Made once per host process, readable by every uid, shared read-only by its
+    bwrap sandboxes (unshare and none get a copy of it each): a worker that
+    compiled its own sources at every start spent milliseconds of CPU on it
+    (``-B`` keeps the sandbox from writing ``.pyc`` files, not from reading them).
+    Removed when the process exits (or, after a crash, by the next sweep).
+    """
+    pid = os.getpid()
+    with _libs_lock:
+        lib = _libs.get(pid)
+        if lib is not None and os.path.isdir(lib):
+            return lib
+        lib = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{pid}-lib-", dir=_tmp_root())
+        dst = os.path.join(lib, "worker")
+        shutil.copytree(WORKER_DIR, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        try:
+            subprocess.run([_sandbox_python(), "-I", "-m", "compileall", "-q", dst], check=True, timeout=60,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        except (OSError, subprocess.SubprocessError) as e:  # it still works, compiling at each start
+            log.warning("could not precompile the sandbox worker: %s", e)
+        for root, dirs, files in os.walk(lib):
+            os.chmod(root, 0o755)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o644)
+        _libs[pid] = lib
+        atexit.register(shutil.rmtree, lib, True)
+        return lib
 
 
 def _sweep_tmp_dirs() -> None:
-    """Remove the host-side temp dirs of sandboxes whose owner process died."""
+    """Remove the host-side temp dirs of sandboxes whose owner process died (each temp root at
+    most every ``SWEEP_EVERY_S`` seconds: it lists the folder)."""
     root = Path(_tmp_root())
+    now = time.monotonic()
+    if now - _swept.get(str(root), -SWEEP_EVERY_S) < SWEEP_EVERY_S:
+        return
+    _swept[str(root)] = now
     try:
         entries = list(root.glob(f"{TMP_PREFIX}*"))
     except OSError:
@@ -81,8 +123,10 @@ class ProcessSandbox(RefCounted):
 
     backend = "process"
 
-    def __init__(self, isolation: Isolation, limits: Limits, tools: list[str], seccomp: bool = True) -> None:
+    def __init__(self, isolation: Isolation, limits: Limits, tools: list[str], seccomp: bool = True,
+                 reusable: bool = False) -> None:
         self.isolation = isolation
+        self.reusable = reusable
         self.limits = limits
         self._refs = 0
         self._lock = threading.Lock()
@@ -93,9 +137,10 @@ class ProcessSandbox(RefCounted):
         self._tmp: str | None = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=_tmp_root())
         os.chmod(self._tmp, 0o755)
         self._log = open(os.path.join(self._tmp, "worker.log"), "wb")  # noqa: SIM115
-        lib = os.path.join(self._tmp, "lib")
-        os.mkdir(lib)  # a copy readable by the sandbox's uid wherever the package lives
-        shutil.copytree(WORKER_DIR, os.path.join(lib, "worker"), ignore=shutil.ignore_patterns("__pycache__"))
+        lib = worker_lib()  # readable by the sandbox's uid wherever the package lives
+        if isolation != "bwrap":  # the sandbox sees its own folder only (unshare), or could write there (none)
+            shutil.copytree(os.path.join(lib, "worker"), os.path.join(self._tmp, "lib", "worker"))
+            lib = os.path.join(self._tmp, "lib")
         popen_user: dict[str, Any] = {}
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         life_r, life_w = os.pipe()
@@ -106,8 +151,9 @@ class ProcessSandbox(RefCounted):
             "isolation": isolation,
             "limits": limits.to_dict(),
             "tools": tools,
-            "seccomp_bpf": base64.b64encode(filter_bpf()).decode() if seccomp else None,
+            "seccomp_bpf": base64.b64encode(filter_bpf(reusable)).decode() if seccomp else None,
             "die_with_parent": True,
+            "reusable": reusable,
             "uid": self._uid.uid,
         }
         env = dict(SANDBOX_ENV)
@@ -115,8 +161,8 @@ class ProcessSandbox(RefCounted):
             py = _sandbox_python()
             cfg["scratch_root"] = f"{SANDBOX_DIR}/scratch"
             cfg["scratch"] = "/scratch"
-            popen_user = _host_user(self._uid.uid)
-            argv = [*_bwrap_argv(limits.scratch_mb, _extra_ro_paths(py), lib), py, "-E", "-s", "-B",
+            prefix, popen_user = _as_user(self._uid.uid)
+            argv = [*prefix, *_bwrap_argv(limits.scratch_mb, _extra_ro_paths(py), lib), py, "-E", "-s", "-B",
                     "-c", _boot_code(f"{SANDBOX_DIR}/lib"), json.dumps(cfg)]  # fmt: skip
         else:
             data = os.path.join(self._tmp, "data")
@@ -256,10 +302,14 @@ def start_process_session(
     limits: Limits,
     tools: dict[str, Any],
     allow_unsafe: bool = False,
+    reusable: bool = False,
 ) -> Session:
     chosen: Isolation = best_isolation() if isolation == "auto" else isolation  # type: ignore[assignment]
     if chosen not in ("bwrap", "unshare", "none"):
         raise SandboxError(f"unknown isolation {isolation!r}; use auto, bwrap, unshare or none")
+    if reusable and chosen == "none":
+        raise SandboxError("a reusable sandbox needs a pid namespace of its own (bwrap or unshare), not 'none'",
+                           code=SandboxErrorCode.BACKEND_UNAVAILABLE)
     if chosen != "none" and isolation != "auto" and not probe_isolation()[chosen][0]:
         raise SandboxError(
             f"isolation {chosen!r} does not work here: {probe_isolation()[chosen][1]}",
@@ -276,6 +326,6 @@ def start_process_session(
             "!!! tinyact sandbox running WITHOUT OS isolation: the code can read every file "
             "its uid (a uid of its own when root, else yours) can read. Install bubblewrap. !!!"
         )
-    box = ProcessSandbox(chosen, limits, sorted(tools))
+    box = ProcessSandbox(chosen, limits, sorted(tools), reusable=reusable)
     chan, hello = box.start()
     return Session(chan, box, limits=limits, tools=tools, info=hello)

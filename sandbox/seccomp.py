@@ -25,7 +25,7 @@ import functools
 import os
 import socket
 
-__all__ = ["DENIED", "filter_bpf"]
+__all__ = ["DENIED", "REUSABLE_DENIED", "filter_bpf"]
 
 DENIED = (
     "ptrace", "mount", "umount2", "unshare", "setns", "pivot_root", "chroot", "open_tree", "move_mount",
@@ -42,8 +42,13 @@ _CLONE_NS_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0
 """CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME."""
 
 
+REUSABLE_DENIED = ("mq_open",)
+"""Refused too in a reusable sandbox (``reusable=True``): POSIX message queues outlive the
+processes that made them and cannot be listed from inside to be removed between runs."""
+
+
 @functools.cache
-def filter_bpf() -> bytes:
+def filter_bpf(reusable: bool = False) -> bytes:
     """The filter as a BPF program (struct sock_filter array) for this machine's architecture.
 
     Raises SandboxError when libseccomp or its binding is missing.
@@ -61,7 +66,7 @@ def filter_bpf() -> bytes:
     f = sc.SyscallFilter(sc.ALLOW)
     f.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
     eperm, enosys = sc.ERRNO(errno.EPERM), sc.ERRNO(errno.ENOSYS)
-    for name in DENIED:
+    for name in DENIED + (REUSABLE_DENIED if reusable else ()):
         try:
             f.add_rule(eperm, name)
         except (ValueError, RuntimeError, OSError):

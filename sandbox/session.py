@@ -99,6 +99,8 @@ class Session:
         self.info: dict[str, Any] = dict(info or {})
         self._lock = threading.Lock()
         self._next_id = 0
+        self.on_close: Callable[[], None] | None = None
+        """Called once when the session ends (closed, or found dead): e.g. a pool's hand-back."""
 
     # ------------------------------------------------------------------ properties
     @property
@@ -256,12 +258,42 @@ class Session:
         else:
             pass  # self was closed: the fork's reference carries over as it is
 
+    def reset(self, timeout: float = 10.0) -> None:
+        """Put a reusable sandbox back as it started (call it on the template session, once
+        its forks are closed): every other process killed, the files the code could
+        write and its IPC objects wiped. SandboxError when that failed (then close it)."""
+        with self._lock:
+            chan = self._require_open()
+            self._next_id += 1
+            try:
+                chan.send({"op": "reset", "id": self._next_id})
+                deadline = time.monotonic() + timeout
+                while True:
+                    msg, _ = chan.recv(deadline)
+                    if msg.get("op") == "reset" and msg.get("id") == self._next_id:
+                        break
+            except (EOFError, OSError, ProtocolError, TimeoutError) as e:
+                self._die()
+                raise SandboxError(f"the sandbox died during reset ({type(e).__name__})",
+                                   code=SandboxErrorCode.WORKER_DIED, retryable=True) from None
+        if not msg.get("ok"):
+            raise SandboxError(f"the sandbox could not be reset: {msg.get('error')}", code=SandboxErrorCode.PROTOCOL)
+
     def close(self) -> None:
         """End this session (its holder process exits); idempotent."""
         chan, self._chan = self._chan, None
         if chan is not None:
             chan.close()
             self._sandbox.release()
+            self._closed()
+
+    def _closed(self) -> None:
+        hook, self.on_close = self.on_close, None
+        if hook is not None:
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - a hook's failure is not the session's
+                log.exception("a session's on_close hook failed")
 
     # ------------------------------------------------------------------ internals
     def _require_open(self) -> Channel:
@@ -274,6 +306,7 @@ class Session:
         if chan is not None:
             chan.close()
             self._sandbox.release()
+            self._closed()
 
     def _run_tool(self, msg: dict[str, Any]) -> dict[str, Any]:
         name = msg.get("name")

@@ -30,6 +30,8 @@ def serve(
     max_samples: Annotated[int, typer.Option(min=1, help="Most samples (k) a request may ask for.")] = 8,
     run_timeout: Annotated[float, typer.Option(min=1, help="Wall-clock seconds per run.")] = 300.0,
     sandbox: Annotated[str, typer.Option(help="auto | process | docker")] = "auto",
+    sandbox_pool: Annotated[int, typer.Option(min=0, help="Fresh sandboxes started ahead of the runs (0: none).")] = 4,
+    sandbox_reuse: Annotated[bool, typer.Option(help="Opt-in: reuse a sandbox between runs of the same key after a reset (faster, less isolated: docs/deploy.md).")] = False,
 ) -> None:
     """Serve the agent over HTTP: /v1/runs (SSE streaming), /v1/chat/completions, /metrics."""
     import socket
@@ -51,7 +53,8 @@ def serve(
             db=db, replica_id=replica_id or f"{socket.gethostname()}:{port}", lease_ttl=lease_ttl, api_keys=read_api_keys(api_keys_file), on_restart=on_restart,  # type: ignore[arg-type]
             max_active_per_key=max_active_per_key, max_queued_per_key=max_queued_per_key,
             default_max_steps=max_steps, max_steps_limit=max_steps_limit, max_samples=max_samples,
-            run_timeout=run_timeout, sandbox=sandbox, engine_parallel=8 if engine_url else 1,
+            run_timeout=run_timeout, sandbox=sandbox, sandbox_pool=sandbox_pool, sandbox_reuse=sandbox_reuse,
+            engine_parallel=8 if engine_url else 1,
         )
         check_database(config.db)
     except TinyactError as e:

@@ -47,10 +47,15 @@ class ServerConfig:
     on_restart: Literal["interrupt", "resume"] = "interrupt"
     """What happens at start-up to runs a previous process left unfinished."""
     sandbox: str = "auto"
-    """auto | process | docker: one sandbox per run, closed when the run ends."""
+    """auto | process | docker: one sandbox per run, closed when the run ends (unless ``sandbox_reuse``)."""
     sandbox_pool: int = 4
     """Fresh sandboxes kept started ahead of the runs that will take them (0: start one per run
     when it begins). Each run still gets a new process of its own."""
+    sandbox_reuse: bool = False
+    """Opt-in: reuse a sandbox between runs of the same API key, one run at a time, after a
+    reset (every process of the previous run killed, the files it could write and its IPC
+    objects wiped, a fresh executor). Faster; less isolated than a new sandbox per run
+    (see docs/deploy.md). Process backend with bwrap or unshare only."""
     retry_after: int = 2
     """Seconds suggested by ``Retry-After`` on 429."""
     batch_max: int = 32

@@ -18,6 +18,7 @@ from typing import Any
 
 from tinyact.agents import Agent, Token, committed_code, to_messages
 from tinyact.schema import Step
+from tinyact.serve.pool import RUN_KEY
 from tinyact.serve.protocol import FinalEvent, RunRequest
 from tinyact.serve.runs import RunHandle
 
@@ -94,6 +95,7 @@ class RunExecution:
         assert self.store is not None
         if self._closing:
             return
+        RUN_KEY.set(handle.key_id)  # this thread's runs: a kept sandbox is reused within the key only
         try:
             agent = self._agent_for(handle.request, options)
             handle.agent = agent

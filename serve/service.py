@@ -116,6 +116,10 @@ class RunService(RunExecution):
             "tinyact_queue_depth": ("Runs of this replica waiting for a slot of their key.",
                                     lambda: sum(not h.running for h in list(self._active.values()))),
             "tinyact_engine_ready": ("1 once the model is loaded.", lambda: 1 if self.ready else 0),
+            "tinyact_sandboxes_ready": ("Fresh sandboxes started ahead, waiting for a run.",
+                                        lambda: len(self.pool) if self.pool is not None else 0),
+            "tinyact_sandboxes_kept": ("Sandboxes kept for a key's next run (--sandbox-reuse).",
+                                       lambda: self.pool.kept if self.pool is not None else 0),
         })
         self.replica = self.config.replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.load_error: str | None = None
@@ -138,8 +142,8 @@ class RunService(RunExecution):
         start the keeper (leases, cancel flags, takeovers)."""
         self.store, self.saver = open_store(self.config.db, pool_size=self.config.max_active_per_key * 2 + 8)
         self.conversations = ConversationStore(self.store)
-        if isinstance(self.sandbox, str) and self.config.sandbox_pool > 0:
-            self.pool = SandboxPool(self.sandbox, self.config.sandbox_pool)
+        if isinstance(self.sandbox, str) and (self.config.sandbox_pool > 0 or self.config.sandbox_reuse):
+            self.pool = SandboxPool(self.sandbox, self.config.sandbox_pool, reuse=self.config.sandbox_reuse)
             self.pool.prime(dict(self.tools))  # the tool set of requests that name none
         if self._loader is None:
             self._set_engine(self._given_engine)

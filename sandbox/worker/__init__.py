@@ -8,10 +8,11 @@ Standard library only, relative imports only: the package may be loaded as
 - ``capture``: stdout/stderr of the code into memfds;
 - ``execute``: running one code action, ``final_answer``, tools, error reports;
 - ``procs``: prctl, forks, reaping and killing strays, the worker's log;
+- ``reset``: putting a reusable sandbox back as it started, between two runs;
 - ``worker``: the holder and its standby (state kept across executes, forks);
 - ``boot``: rlimits, privilege drop, seccomp, init, the first holder;
 - ``mux``: docker's one stream for every session of a container.
 """
 
-MODULES = ("protocol", "capture", "execute", "procs", "worker", "boot", "mux")
+MODULES = ("protocol", "capture", "execute", "procs", "reset", "worker", "boot", "mux")
 """Import order (each imports only those before it)."""

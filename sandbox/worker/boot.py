@@ -13,7 +13,7 @@ Processes (inside one sandbox)::
 
 from __future__ import annotations
 
-import base64
+import binascii
 import ctypes
 import errno
 import json
@@ -24,7 +24,7 @@ import signal
 import socket
 import sys
 
-from . import procs
+from . import procs, reset
 from .protocol import Channel
 from .procs import SCRATCH_FD
 from .worker import Worker
@@ -151,6 +151,8 @@ def run(cfg: dict) -> None:
     except OSError:
         pass
     procs.prctl(procs.PR_SET_CHILD_SUBREAPER, 1)
+    if cfg.get("reusable"):
+        reset.not_dumpable()  # init and the template: out of reach of the code of the runs (reset.py)
     if cfg.get("die_with_parent"):
         procs.prctl(procs.PR_SET_PDEATHSIG, signal.SIGKILL)
     holder = os.fork()
@@ -174,7 +176,7 @@ def run(cfg: dict) -> None:
         apply_limits(cfg["limits"])
         checks["rlimits"] = True
         if cfg.get("seccomp_bpf"):
-            install_seccomp(base64.b64decode(cfg["seccomp_bpf"]))
+            install_seccomp(binascii.a2b_base64(cfg["seccomp_bpf"]))
             checks["seccomp"] = True
         procs.prctl(procs.PR_SET_CHILD_SUBREAPER, 1)
         worker = Worker(cfg, chan)

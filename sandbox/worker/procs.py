@@ -8,7 +8,6 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
-import shutil
 import signal
 import socket
 import time
@@ -147,9 +146,11 @@ def new_scratch(path: str, cwd: str) -> None:
         if empty:
             os.mkdir(path, 0o700)
         else:
+            import shutil  # here only: it loads bz2 and lzma (2 ms of every sandbox's start)
+
             shutil.copytree(src, path, symlinks=True)
             os.chmod(path, 0o700)
-    except (OSError, shutil.Error):
+    except OSError:  # shutil.Error is one too
         os.makedirs(path, 0o700, exist_ok=True)
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     os.dup2(fd, SCRATCH_FD, inheritable=True)

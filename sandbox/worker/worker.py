@@ -31,7 +31,7 @@ import sys
 import time
 import traceback
 
-from . import procs
+from . import procs, reset
 from .capture import Capture, clean, read_output
 from .execute import ToolError, death_error, final_answer, make_tool, run_code, warm_up
 from .protocol import HEADER, Channel, ProtocolError, encode, read_frame, write_all
@@ -134,9 +134,9 @@ class Worker:
                 write_all(holder_pipe, b"x" + HEADER.pack(len(note)) + note)
                 self._execute(msg, holder_pipe)
                 return
-            if op == "fork":
+            if op in ("fork", "reset"):
                 data = json.dumps(msg).encode()
-                write_all(holder_pipe, b"f" + HEADER.pack(len(data)) + data)
+                write_all(holder_pipe, (b"f" if op == "fork" else b"r") + HEADER.pack(len(data)) + data)
             elif op == "ping":
                 self.chan.send({"op": "pong", "id": msg.get("id")})
             elif op == "close":
@@ -170,6 +170,8 @@ class Worker:
                 self.make_forks(json.loads(read_frame(from_standby) or b"{}"))
             elif kind == b"x":
                 self._watch_exec(json.loads(read_frame(from_standby) or b"{}"))
+            elif kind == b"r":
+                self.reset(json.loads(read_frame(from_standby) or b"{}"))
             elif from_standby in ready or (pidfd is not None and pidfd in ready) or procs.dead(pid):
                 # The standby ended without taking an execute: the channel closed
                 # (then so do we), or it was killed (then make another).
@@ -195,6 +197,8 @@ class Worker:
             )
         elif op == "fork":
             self.make_forks(msg)
+        elif op == "reset":
+            self.reset(msg)
         elif op == "ping":
             self.chan.send({"op": "pong", "id": msg.get("id")})
         elif op == "close":
@@ -252,6 +256,8 @@ class Worker:
                     self.forks = set()
                     procs.new_scratch(os.path.join(self.scratch_root, tag), self.cfg["scratch"])
                     procs.prctl(procs.PR_SET_CHILD_SUBREAPER, 1)
+                    if self.cfg.get("reusable"):
+                        reset.dumpable()  # only init and the template hide from the code
                 except BaseException:
                     os._exit(4)
                 raise _Reincarnate(None)
@@ -265,6 +271,17 @@ class Worker:
         self.chan.send({"op": "forked", "id": msg.get("id"), "pids": pids}, fds=[e.fileno() for e in ends])
         for end in ends:
             end.close()
+
+    def reset(self, msg: dict) -> None:
+        """A reusable sandbox's template: put the sandbox back as it started (see reset.py)."""
+        if self.cfg.get("reusable"):
+            self._drop_standby(kill=True)  # a fresh one is forked next
+            keep = os.path.basename(os.readlink(f"/proc/self/fd/{procs.SCRATCH_FD}"))
+            error = reset.reset(self.scratch_root, keep, self.cfg["isolation"])
+            self.forks = set()
+        else:
+            error = "this sandbox was not started reusable"
+        self.chan.send({"op": "reset", "id": msg.get("id"), "ok": error is None, "error": error})
 
     def _reap(self) -> None:
         while True:
