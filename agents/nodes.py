@@ -139,6 +139,9 @@ def select(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
     session = ctx.sessions.get(
         state["run_id"], steps, timeout=ctx.config.exec_timeout, setup=state.get("setup") or ()
     )
+    if ctx.cancelled:  # cancelled while its sandbox was opening: the canceller found none to close
+        ctx.sessions.close(state["run_id"])
+        return {"pending": None, "end_reason": "cancelled"}
     approval = None
     if ctx.config.approve_code:
         action = parse_action(completions[0].text)
@@ -156,6 +159,8 @@ def select(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
             raise SandboxError("the run was cancelled", code=SandboxErrorCode.CLOSED)
         run_id = state["run_id"]
         new = ctx.sessions.rebuild(run_id, steps, timeout=ctx.config.exec_timeout, extra=extra)
+        if ctx.cancelled:  # cancelled during the rebuild, before the new session was registered
+            raise SandboxError("the run was cancelled", code=SandboxErrorCode.CLOSED)
         return new, ctx.sessions.replayed[run_id], ctx.sessions.extra_kept[run_id]
 
     try:

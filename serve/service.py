@@ -324,12 +324,15 @@ class RunService(RunExecution):
             return info
         self.cancel_local(handle)
         queue = handle.subscribe()
-        try:
-            async with asyncio.timeout(wait):
-                while (await queue.get())[0] not in TERMINAL:
+        deadline = time.monotonic() + wait
+        try:  # until its end event, or its thread is done (the end is in the store), or ``wait``
+            while not handle.done.is_set() and (left := deadline - time.monotonic()) > 0:
+                try:
+                    async with asyncio.timeout(min(left, self.config.poll_interval)):
+                        if (await queue.get())[0] in TERMINAL:
+                            break
+                except TimeoutError:
                     pass
-        except TimeoutError:
-            pass  # still winding down (an engine call in flight); GET shows the end
         finally:
             handle.unsubscribe(queue)
         return self.info(run_id, key_id)
