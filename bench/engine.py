@@ -2,6 +2,7 @@
 
 Run: python -m tinyact.bench.engine [--model qwen2.5-coder-0.5b] [--engines transformers llamacpp llamacpp@1]
                                     [--runs 2] [--max-tokens 64]
+     python -m tinyact.bench.engine --raw --engines llamacpp@1 llamacpp@2 [--runs 3]
 
 Each engine runs in a fresh process (spawned one after the other), so that its
 RSS is its own; ``llamacpp@N`` is llama.cpp with N threads. An "agent step" is
@@ -10,6 +11,14 @@ prompt is cached, "warm" means another task with the same system prompt was
 just answered (what the agent's next task looks like; the next *step* of the
 same task shares even more). The k=8 step samples 8 candidates (T=0.4,
 top_p 0.8, the agent's self-consistency setting) in one call.
+
+``--raw`` measures each ``llamacpp@N`` against raw llama.cpp instead
+(bench/llamacpp_raw.py: llama-cpp-python's own ``Llama`` for k=1, issue 16's
+low-level k-sequence loop for k=8), interleaved in one process on the same
+prompt, GGUF and threads, with the agent's stop strings; it reports our
+engine's time over the reference's (median of per-repetition ratios) and each
+side's k=8/k=1 cost. ``llamacpp@N,key=value`` passes engine options
+(``n_threads_batch``, ``n_ubatch``, ``flash_attn``=auto|on|off).
 """
 
 from __future__ import annotations
@@ -106,7 +115,13 @@ def main() -> None:
                         help="transformers | vllm | llamacpp | llamacpp@THREADS")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--raw", action="store_true", help="each llamacpp@N against raw llama.cpp, interleaved")
+    parser.add_argument("--k-cost", action="store_true",
+                        help="with --raw: only our engine's cold k=1 and k=8 steps (to try engine options)")
+    parser.add_argument("--no-stop", action="store_true", help="with --raw: no stop strings (every sample runs to --max-tokens)")
     args = parser.parse_args()
+    if args.raw:
+        return raw_main(args)
 
     console = Console()
     results = []
@@ -136,6 +151,47 @@ def main() -> None:
             ("peak RSS (MB)", lambda r: f"{r['peak_rss_mb']:.0f}")]  # fmt: skip
     for label, cell in rows:
         table.add_row(label, *[cell(r) for r in results])
+    console.print(table)
+
+
+def raw_main(args: argparse.Namespace) -> None:
+    from tinyact.agents.config import STOP
+    from tinyact.bench.llamacpp_raw import measure_vs_raw
+
+    console = Console()
+    ctx = multiprocessing.get_context("spawn")
+    results = []
+    for spec in args.engines:
+        with ctx.Pool(1) as pool:
+            results.append(pool.apply(measure_vs_raw, (spec, args.model, args.runs, args.max_tokens,
+                                                       [] if args.no_stop else list(STOP),
+                                                       not args.k_cost)))
+        console.log(results[-1])
+    table = Table(title=f"{args.model}: LlamaCppEngine vs raw llama.cpp, median of {args.runs} interleaved runs, "
+                        f"{args.max_tokens} max new tokens, " + ("no stop strings" if args.no_stop else
+                                                                 "the agent's stop strings"))  # fmt: skip
+    table.add_column("measure")
+    for r in results:
+        table.add_column(f"{r['engine']} (load {r['load_avg']:.1f})", justify="right")
+
+    def cell(r: dict[str, Any], key: str) -> str:
+        ours, raw = (statistics.median(r["times"][w][key]) for w in ("ours", "raw"))
+        toks = "/".join(f"{statistics.median(r['tokens'][w][key]):.0f}" for w in ("ours", "raw"))
+        return (f"{ours:.2f} s / {raw:.2f} s = {r[f'{key} ratio']:.2f}x; "
+                f"CPU {r[f'{key} cpu ratio']:.2f}x ({toks} tok)")
+
+    if args.k_cost:
+        for label, key in (("step, cold prompt, k=1 (s)", "step cold"), ("step, cold prompt, k=8 (s)", "k=8 step cold")):
+            table.add_row(label, *[f"{statistics.median(r['times']['ours'][key]):.2f}" for r in results])
+        table.add_row("k=8 / k=1 cold (wall; CPU)", *[f"{r['ours k8/k1']:.2f}x; {r['ours k8/k1 cpu']:.2f}x" for r in results])
+        return console.print(table)
+    for label, key in (("step, cold prompt, k=1", "step cold"), ("step, warm prompt, k=1", "step warm"),
+                       ("step, cold prompt, k=8", "k=8 step cold")):  # fmt: skip
+        table.add_row(f"{label}: ours / raw", *[cell(r, key) for r in results])
+    for who in ("ours", "raw"):
+        table.add_row(f"k=8 / k=1 cold: {who} (wall; CPU)", *[f"{r[f'{who} k8/k1']:.2f}x; {r[f'{who} k8/k1 cpu']:.2f}x"
+                                                              for r in results])  # fmt: skip
+    table.add_row("prompt tokens", *[str(r["prompt_tokens"]) for r in results])
     console.print(table)
 
 

@@ -16,7 +16,8 @@ ENGINES = ("transformers", "vllm", "llamacpp", "openai")
 ENGINE_HELP = "auto | transformers | vllm | llamacpp | openai (auto: llamacpp on a CPU host when installed, else transformers)"
 """The --engine help text every command shares."""
 
-_LLAMACPP_KWARGS = {"n_ctx", "n_threads", "n_batch", "cache_slots", "max_sequences"}
+_LLAMACPP_KWARGS = {"n_ctx", "n_threads", "n_batch", "n_ubatch", "n_threads_batch", "flash_attn", "cache_slots",
+                    "max_sequences"}  # fmt: skip
 
 
 def _has_gpu() -> bool:

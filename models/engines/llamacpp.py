@@ -78,6 +78,10 @@ class LlamaCppEngine:
             the longest call must fit); default min(model's training context, 16384).
         n_threads: CPU threads; default ``$TINYACT_LLAMACPP_THREADS``, else the cores idle at load time.
         n_batch: prompt tokens evaluated per ``llama_decode``.
+        n_ubatch: tokens per compute step within a batch (default ``n_batch``).
+        n_threads_batch: threads for batches of more than one token (the prefill, k>1
+            decoding); default ``n_threads``. llama.cpp uses ``n_threads`` for one-token batches.
+        flash_attn: "auto" (llama.cpp decides: on for CPUs), "on" or "off".
         cache_slots: prompts kept in the KV cache.
         max_sequences: sequences decoded together (samples over all conversations).
     """
@@ -91,18 +95,25 @@ class LlamaCppEngine:
         n_ctx: int | None = None,
         n_threads: int | None = None,
         n_batch: int = 512,
+        n_ubatch: int | None = None,
+        n_threads_batch: int | None = None,
+        flash_attn: str = "auto",
         cache_slots: int = 4,
         max_sequences: int = 16,
     ) -> None:
         from tinyact.errors import ConfigError, ModelError
         from tinyact.models.catalog import resolve_gguf
 
-        if cache_slots < 1 or max_sequences < 1 or n_batch < 1:
-            raise ConfigError("cache_slots, max_sequences and n_batch must be >= 1")
+        if cache_slots < 1 or max_sequences < 1 or n_batch < 1 or (n_ubatch or 1) < 1 or (n_threads_batch or 1) < 1:
+            raise ConfigError("cache_slots, max_sequences, n_batch, n_ubatch and n_threads_batch must be >= 1")
+        if flash_attn not in ("auto", "on", "off"):
+            raise ConfigError(f"flash_attn must be auto, on or off, not {flash_attn!r}")
         self.path = resolve_gguf(model)
         self.model_name = os.fspath(model)
         llama = self._lib = load_library()
         self.n_threads = n_threads or default_threads()
+        self.n_threads_batch = n_threads_batch or self.n_threads
+        self.flash_attn = flash_attn
         mparams = llama.llama_model_default_params()
         self._model = llama.llama_model_load_from_file(str(self.path).encode(), mparams)
         if not self._model:
@@ -114,10 +125,12 @@ class LlamaCppEngine:
             train_ctx = llama.llama_model_n_ctx_train(self._model)
             cparams = llama.llama_context_default_params()
             cparams.n_ctx = n_ctx or min(train_ctx, 16384)
-            cparams.n_batch = cparams.n_ubatch = n_batch
+            cparams.n_batch, cparams.n_ubatch = n_batch, min(n_ubatch or n_batch, n_batch)
             cparams.n_seq_max = cache_slots + max_sequences
             cparams.kv_unified = True  # one cell pool: copied prefixes share cells
-            cparams.n_threads = cparams.n_threads_batch = self.n_threads
+            cparams.n_threads, cparams.n_threads_batch = self.n_threads, self.n_threads_batch
+            cparams.flash_attn_type = {"auto": llama.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": llama.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                                       "off": llama.LLAMA_FLASH_ATTN_TYPE_DISABLED}[flash_attn]  # fmt: skip
             cparams.no_perf = True
             self._ctx = llama.llama_init_from_model(self._model, cparams)
             if not self._ctx:

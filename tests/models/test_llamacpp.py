@@ -130,6 +130,19 @@ def test_memory_is_reported(llamacpp_engine):
     assert m["kv_cache_bytes"] > 0 and m["rss_bytes"] > m["model_bytes"]
 
 
+def test_compute_options_reach_llamacpp_and_bad_ones_are_refused():
+    from tinyact.models.engines.llamacpp import LlamaCppEngine
+
+    with pytest.raises(ConfigError, match="flash_attn must be auto, on or off"):
+        LlamaCppEngine("smollm2-135m", flash_attn="yes")
+    with LlamaCppEngine("smollm2-135m", n_ctx=1024, n_threads=1, n_threads_batch=2, n_ubatch=32, flash_attn="off") as e:
+        lib = e._lib
+        assert (lib.llama_n_threads(e._ctx), lib.llama_n_threads_batch(e._ctx)) == (1, 2)
+        assert (lib.llama_n_batch(e._ctx), lib.llama_n_ubatch(e._ctx)) == (512, 32)
+        (c,) = e.generate([conv("Hi")], sampling=GREEDY)[0]  # a prompt of several ubatches
+        assert c.prompt_tokens > 3 * 32 and c.text
+
+
 def test_auto_picks_llamacpp_for_gguf_models_on_a_cpu(tmp_path, monkeypatch, smollm2_path):
     from tinyact.models.engines import pick_engine
 
