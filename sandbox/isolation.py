@@ -101,6 +101,10 @@ def _as_user(uid: int = NOBODY) -> tuple[list[str], dict[str, Any]]:
     return [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"], {}
 
 
+DEV_SHM_MB = 64
+"""Size of a bwrap sandbox's /dev/shm."""
+
+
 def _bwrap_argv(scratch_mb: int, extra_ro: list[str], lib: str | None = None) -> list[str]:
     argv = [
         shutil.which("bwrap") or "bwrap",
@@ -132,7 +136,11 @@ def _bwrap_argv(scratch_mb: int, extra_ro: list[str], lib: str | None = None) ->
     argv += ["--ro-bind", os.path.join(lib, "worker") if lib else str(WORKER_DIR), f"{SANDBOX_DIR}/lib/worker"]
     for key, value in {**SANDBOX_ENV, "HOME": "/scratch", "TMPDIR": "/scratch"}.items():
         argv += ["--setenv", key, value]
-    argv += ["--remount-ro", "/", "--chdir", "/"]  # only the scratch tmpfs stays writable
+    # /dev is bwrap's own tmpfs, writable by the sandbox user and unbounded: read-only, with a
+    # bounded tmpfs for /dev/shm (POSIX shared memory, multiprocessing's semaphores)
+    argv += ["--perms", "1777", "--size", str(DEV_SHM_MB * 1024 * 1024), "--tmpfs", "/dev/shm",
+             "--remount-ro", "/dev"]  # fmt: skip
+    argv += ["--remount-ro", "/", "--chdir", "/"]  # only the scratch and /dev/shm tmpfs stay writable
     return argv
 
 

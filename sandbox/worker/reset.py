@@ -8,9 +8,9 @@ calls ``reset``, which leaves the sandbox as it was when it started:
   caller is killed with ``kill(-1, SIGKILL)``, repeated until none is left
   (a fork bomb cannot outrun it: a process with SIGKILL pending cannot fork);
 - the scratch file system is emptied (every session's folder), and so are the
-  other places the sandbox user can write: ``/dev`` is put back as it was at
-  start (bwrap's ``/dev`` is a tmpfs the sandbox user owns: new entries go,
-  replaced symlinks and folders come back) and ``/dev/shm`` is emptied;
+  other places the sandbox user can write: ``/dev/shm`` is emptied, and a
+  writable ``/dev`` is put back as it was at start (new entries go, replaced
+  symlinks and folders come back; bwrap's ``/dev`` is mounted read-only);
 - System V shared memory, semaphores and message queues are removed
   (``IPC_RMID``); POSIX message queues cannot be listed from inside, so a
   reusable sandbox's seccomp filter refuses ``mq_open`` instead (``seccomp.py``).
@@ -103,6 +103,11 @@ def restore_dev() -> None:
     """Put /dev back as it was at start, where the sandbox user can write it (bwrap's /dev is
     a tmpfs of its own): new entries removed, symlinks and folders it replaced or
     re-permissioned restored (devices are bind mounts: it cannot remove those)."""
+    if os.statvfs("/dev").f_flag & os.ST_RDONLY:  # read-only (bwrap): only /dev/shm's mode can differ
+        shm = DEV_AT_START.get("shm")
+        if shm and os.path.isdir("/dev/shm") and stat.S_IMODE(os.stat("/dev/shm").st_mode) != shm[2]:
+            os.chmod("/dev/shm", shm[2])
+        return
     if os.stat("/dev").st_uid == os.geteuid():  # ours (bwrap): the code may have changed its mode
         os.chmod("/dev", DEV_MODE)
     if not os.access("/dev", os.W_OK):

@@ -172,3 +172,28 @@ def test_unshare_scratch_is_private_to_the_sandbox():
         assert os.stat(data).st_mode & 0o777 == 0o700
         assert os.listdir(data) == []  # the host sees nothing of it
         assert eval(r.value).startswith(data)
+
+
+def test_bwrap_dev_is_read_only_and_dev_shm_is_bounded():
+    """bwrap's /dev is a tmpfs the sandbox user could fill without bound: it is read-only, and
+    /dev/shm (shared memory, multiprocessing's semaphores) is a tmpfs of DEV_SHM_MB."""
+    from tinyact.sandbox import open_session
+    from tinyact.sandbox.isolation import DEV_SHM_MB
+    from tinyact.sandbox.process import probe_isolation
+
+    if not probe_isolation()["bwrap"][0]:
+        pytest.skip("bwrap does not work here")
+    limits = Limits(file_size_mb=DEV_SHM_MB, timeout_s=20)
+    with open_session(isolation="bwrap", limits=limits) as s:
+        r = s.execute(
+            "import errno, multiprocessing\nlock = multiprocessing.Lock()\n"
+            "def fill(path, mb):\n    n = 0\n    try:\n        with open(path, 'wb') as f:\n"
+            "            while n < mb:\n                f.write(b'x' * 2**20)\n                f.flush()\n                n += 1\n"
+            "    except OSError as e:\n        return errno.errorcode[e.errno], n\n    return 'ok', n\n"
+            f"print((fill('/dev/big', 1), fill('/dev/shm/a', {DEV_SHM_MB // 2}), fill('/dev/shm/b', {DEV_SHM_MB})))"
+        )
+        assert r.ok, r.error
+        dev, first, second = eval(r.stdout)  # noqa: S307 - our own print of tuples
+        assert dev == ("EROFS", 0)
+        assert first == ("ok", DEV_SHM_MB // 2)
+        assert second[0] == "ENOSPC" and second[1] <= DEV_SHM_MB // 2, r.stdout
