@@ -199,12 +199,12 @@ class LlamaCppEngine:
             raise EngineError("this LlamaCppEngine is closed")
         samples = 1 if sampling.greedy else n
         prompts = [self.tokenize(self.template.render(c, p)) for c, p in zip(convs, prefixes)]
-        for i, toks in enumerate(prompts):
-            if len(toks) >= self.n_ctx:
+        trained = self._lib.llama_model_n_ctx_train(self._model)
+        for i, toks in enumerate(prompts):  # n_ctx is shared by all sequences; each is also bound by training
+            if len(toks) >= min(self.n_ctx, trained):
                 raise EngineError(
                     f"conversation {i}: the prompt has {len(toks)} tokens, more than this engine's context of "
-                    f"{self.n_ctx} (LlamaCppEngine(n_ctx=...); the model was trained on "
-                    f"{self._lib.llama_model_n_ctx_train(self._model)})"
+                    f"{self.n_ctx} (LlamaCppEngine(n_ctx=...)) or the {trained} the model was trained on"
                 )
         # Units of work: (conversation, first sample index, samples), at most max_sequences samples each.
         units = [(i, j, min(samples - j, self.max_sequences)) for i in range(len(convs))

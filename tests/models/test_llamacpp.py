@@ -221,3 +221,13 @@ def test_a_model_folder_exports_to_gguf_that_llamacpp_runs(smollm2_path, tmp_pat
     assert c.text.startswith("1, 2, 3"), c.text
     with pytest.raises(ConfigError, match="quant must be one of"):
         export_gguf(smollm2_path, tmp_path / "x.gguf", "q3_weird")
+
+
+def test_a_prompt_past_the_training_context_is_refused_even_in_a_larger_cache():
+    """n_ctx is shared by every sequence (eval --parallel gives 8k cells per conversation): one
+    prompt is still bound by the model's training context (smollm2-135m: 8192)."""
+    from tinyact.models.engines.llamacpp import LlamaCppEngine
+
+    with LlamaCppEngine("smollm2-135m", n_ctx=16384, n_threads=1) as e:
+        with pytest.raises(EngineError, match=r"or the 8192 the model was trained on"):
+            e.generate([[Message(role="user", content="word " * 9000)]], sampling=GREEDY)
