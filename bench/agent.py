@@ -5,7 +5,7 @@ smolagents' CodeAgent driven by an equivalent scripted model.
 Run: python -m tinyact.bench.agent [--tasks 35] [--task-set code|bignum] [--model qwen2.5-coder-0.5b]
                                       [--skip-model] [--plot bench/results/agent.png]
 
-``--task-set bignum``: exact 17-48 digit answers (``make_bignum_tasks``), where
+``--task-set bignum``: exact 20-48 digit answers (``make_bignum_tasks``), where
 retyping an observed value instead of answering with its variable goes wrong.
 """
 
