@@ -39,6 +39,9 @@ class AgentConfig:
     """Candidates executed at once when k > 1."""
     seed: int | None = None
     """Sampling seed (first call); later calls derive from it."""
+    repeat_notes: bool = True
+    """Loop detection (agents/loops.py): note an action identical to an earlier step's in its
+    observation and, with k > 1, prefer candidates that do something new. False is the ablation."""
 
     def __post_init__(self) -> None:
         if self.max_steps < 1:

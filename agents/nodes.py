@@ -164,8 +164,9 @@ def select(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         return new, ctx.sessions.replayed[run_id], ctx.sessions.extra_kept[run_id]
 
     try:
+        earlier = earlier_codes(state.get("steps")) if ctx.config.repeat_notes else []  # [] turns the preference off
         outcome = select_preferring_new(
-            select_candidates, session, completions, earlier_codes(state.get("steps")),
+            select_candidates, session, completions, earlier,
             timeout=ctx.config.exec_timeout, parallel=ctx.config.parallel, rebuild=rebuild,
         )
     except SandboxError:
@@ -217,7 +218,7 @@ def observe(state: AgentState, runtime: Runtime[AgentContext]) -> dict:
         if result.error is not None:
             error = f"{result.error.type}: {result.error.message}"
         note = repeat_note(action.code, earlier_codes(state.get("steps")))  # loops.py: small models loop
-        if note is not None:
+        if note is not None and ctx.config.repeat_notes:
             observation = f"{observation}\n{note}"
     step_usage = Usage(
         prompt_tokens=chosen.prompt_tokens,

@@ -2,8 +2,11 @@
 code-needing tasks, and the controller's own overhead per step, side by side with
 smolagents' CodeAgent driven by an equivalent scripted model.
 
-Run: python -m tinyact.bench.agent [--tasks 35] [--model qwen2.5-coder-0.5b]
+Run: python -m tinyact.bench.agent [--tasks 35] [--task-set code|bignum] [--model qwen2.5-coder-0.5b]
                                       [--skip-model] [--plot bench/results/agent.png]
+
+``--task-set bignum``: exact 20-48 digit answers (``make_bignum_tasks``), where
+retyping an observed value instead of answering with its variable goes wrong.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from rich.table import Table
 
 from tinyact.bench.task_runs import solve, summarize
 from tinyact.console import progress_bar
-from tinyact.eval.code_tasks import make_code_tasks
+from tinyact.eval.code_tasks import make_bignum_tasks, make_code_tasks
 from tinyact.schema import ExecResult
 
 console = Console()
@@ -97,11 +100,11 @@ def smolagents_overhead(runs: int, steps: int) -> list[float] | None:
 
 
 def accuracy(model: str, prompts: list[str], n_tasks: int, max_steps: int, engine_name: str,
-             time_budget: float | None = None) -> list[dict]:
+             time_budget: float | None = None, task_set: str = "code") -> list[dict]:
     from tinyact.agents import Agent
     from tinyact.models.engines import load_engine
 
-    tasks = make_code_tasks(n_tasks)
+    tasks = (make_bignum_tasks if task_set == "bignum" else make_code_tasks)(n_tasks)
     engine = load_engine(model, engine=engine_name)
     agents = {p: Agent(engine, prompt=p, max_steps=max_steps, time_budget=time_budget) for p in prompts}
     runs: dict[str, list] = {p: [] for p in prompts}
@@ -110,33 +113,22 @@ def accuracy(model: str, prompts: list[str], n_tasks: int, max_steps: int, engin
         for task in tasks:
             for prompt, agent in agents.items():
                 runs[prompt] += solve(agent, [task], progress, f"{prompt} prompt, task {task.id}")
-                console.log({"prompt": prompt, "task": task.id, "correct": runs[prompt][-1].correct,
-                             "seconds": round(runs[prompt][-1].seconds, 1)})  # survives a crash
+                last = runs[prompt][-1]
+                console.log({"prompt": prompt, "task": task.id, "correct": last.correct, "steps": last.steps,
+                             "seconds": round(last.seconds, 1), "out_of_time": last.out_of_time,
+                             "answer": str(last.answer)[:60], "final_code": last.final_code[-120:]})  # survives a crash
     return [{"prompt": p, **summarize(r)} for p, r in runs.items()]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="qwen2.5-coder-0.5b")
-    parser.add_argument("--tasks", type=int, default=35)
-    parser.add_argument("--engine", default="transformers", help="transformers | vllm | llamacpp")
-    parser.add_argument("--max-steps", type=int, default=5)
-    parser.add_argument("--prompts", nargs="+", default=["full", "short"])
-    parser.add_argument("--time-budget", type=float, default=None,
-                        help="wall-clock seconds per task; a task past it ends unanswered (counted wrong)")
-    parser.add_argument("--runs", type=int, default=30, help="runs for the overhead measurement")
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--skip-model", action="store_true", help="only measure controller overhead")
-    parser.add_argument("--plot", default="bench/results/agent.png")
-    args = parser.parse_args()
-
-    overhead = Table(title=f"controller overhead, ms per step ({args.runs} runs x {args.steps} steps)")
+def print_overhead(runs: int, steps: int) -> None:
+    """The controller-overhead table: tinyact (null and real sandbox) beside smolagents."""
+    overhead = Table(title=f"controller overhead, ms per step ({runs} runs x {steps} steps)")
     for col in ("loop", "min", "p50", "max"):
         overhead.add_column(col, justify="left" if col == "loop" else "right")
     measured = {
-        "tinyact, null sandbox (controller only)": controller_overhead(args.runs, args.steps, "null"),
-        "tinyact, real sandbox (bwrap process)": controller_overhead(max(3, args.runs // 5), args.steps, "process"),
-        "smolagents CodeAgent, scripted model": smolagents_overhead(args.runs, args.steps),
+        "tinyact, null sandbox (controller only)": controller_overhead(runs, steps, "null"),
+        "tinyact, real sandbox (bwrap process)": controller_overhead(max(3, runs // 5), steps, "process"),
+        "smolagents CodeAgent, scripted model": smolagents_overhead(runs, steps),
     }
     for name, values in measured.items():
         if values is None:
@@ -145,11 +137,33 @@ def main() -> None:
             overhead.add_row(name, f"{min(values):.2f}", f"{statistics.median(values):.2f}", f"{max(values):.2f}")
     console.print(overhead)
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="qwen2.5-coder-0.5b")
+    parser.add_argument("--tasks", type=int, default=35)
+    parser.add_argument("--task-set", choices=("code", "bignum"), default="code",
+                        help="code: the seeded code tasks; bignum: exact big-number answers")
+    parser.add_argument("--engine", default="transformers", help="transformers | vllm | llamacpp")
+    parser.add_argument("--max-steps", type=int, default=5)
+    parser.add_argument("--prompts", nargs="+", default=["full", "short"])
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="wall-clock seconds per task; a task past it ends unanswered (counted wrong)")
+    parser.add_argument("--runs", type=int, default=30, help="runs for the overhead measurement")
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--skip-model", action="store_true", help="only measure controller overhead")
+    parser.add_argument("--skip-overhead", action="store_true", help="only measure accuracy")
+    parser.add_argument("--plot", default="bench/results/agent.png")
+    args = parser.parse_args()
+
+    if not args.skip_overhead:
+        print_overhead(args.runs, args.steps)
     if args.skip_model:
         return
-    rows = accuracy(args.model, args.prompts, args.tasks, args.max_steps, args.engine, args.time_budget)
+    rows = accuracy(args.model, args.prompts, args.tasks, args.max_steps, args.engine, args.time_budget,
+                    args.task_set)
     budget = f", {args.time_budget:g} s budget per task" if args.time_budget else ""
-    table = Table(title=f"{args.model} ({args.engine}) on {args.tasks} seeded code tasks "
+    table = Table(title=f"{args.model} ({args.engine}) on {args.tasks} seeded {args.task_set} tasks "
                         f"(max {args.max_steps} steps, greedy{budget})")
     for col in ("prompt", "accuracy", "mean steps", "format-error rate", "s/task (median)", "out of time"):
         table.add_column(col, justify="left" if col == "prompt" else "right")

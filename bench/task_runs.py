@@ -7,6 +7,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich.progress import Progress
 
@@ -23,6 +24,9 @@ class TaskRun:
     format_errors: int
     """Steps whose output had no runnable code (nothing executed, nothing to approve)."""
     out_of_time: bool
+    answer: Any = None
+    final_code: str = ""
+    """The last step's code (shows whether the answer was a variable or a retyped literal)."""
 
 
 def solve(agent, tasks: Sequence[CodeTask], progress: Progress, label: str) -> list[TaskRun]:
@@ -38,6 +42,8 @@ def solve(agent, tasks: Sequence[CodeTask], progress: Progress, label: str) -> l
             steps=len(result.steps),
             format_errors=sum(1 for s in result.steps if s.result is None and s.approval is None),
             out_of_time=result.trajectory.end_reason == "time_budget",
+            answer=result.answer,
+            final_code=result.steps[-1].action.code if result.steps and result.steps[-1].action else "",
         ))  # fmt: skip
         progress.advance(row)
     return runs

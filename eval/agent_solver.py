@@ -32,7 +32,8 @@ class AgentSolver:
     def config(self) -> dict[str, Any]:
         cfg = self.agent.config
         return {"model": str(self.agent.model_name), "samples": cfg.samples, "max_steps": cfg.max_steps,
-                "prompt_version": self.agent.prompt_version, "temperature": cfg.temperature, "top_p": cfg.top_p}
+                "prompt_version": self.agent.prompt_version, "temperature": cfg.temperature, "top_p": cfg.top_p,
+                "repeat_notes": cfg.repeat_notes}
 
     def __call__(self, questions: Sequence[Any]) -> list[Prediction]:
         from tinyact.agents.trajectory import append_jsonl

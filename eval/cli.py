@@ -26,7 +26,7 @@ def _make_agent_solver(
     *, benchmark: Any, model: str, engine: str, samples: int, sampling: Any, temperature: float | None,
     max_steps: int,
     prompt: str | None, index: Path | None, out: Path | None = None, engine_kwargs: dict[str, Any] | None = None,
-    parallel: int = 1,
+    parallel: int = 1, repeat_notes: bool = True,
 ) -> Any:
     """The agent method's SolveBatch: the CodeAct agent, with search() when an index is given."""
     from tinyact.agents import Agent
@@ -46,7 +46,7 @@ def _make_agent_solver(
     agent = Agent(
         llm, tools=tools, engine=engine, samples=samples, temperature=temperature,
         max_tokens=sampling.max_tokens, seed=sampling.seed,
-        max_steps=max_steps, prompt=prompt or "full", engine_kwargs=engine_kwargs,
+        max_steps=max_steps, prompt=prompt or "full", engine_kwargs=engine_kwargs, repeat_notes=repeat_notes,
     )
     trajectories = None
     if out is not None:
@@ -97,7 +97,8 @@ def _dry_config(method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     index = kwargs["index"]
     agent = Agent(ReplayEngine([]), tools=search_tools(None if index is None else str(index)),
                   samples=kwargs["samples"], temperature=kwargs["temperature"], max_tokens=kwargs["sampling"].max_tokens,
-                  seed=kwargs["sampling"].seed, max_steps=kwargs["max_steps"], prompt=kwargs["prompt"] or "full")
+                  seed=kwargs["sampling"].seed, max_steps=kwargs["max_steps"], prompt=kwargs["prompt"] or "full",
+                  repeat_notes=kwargs["repeat_notes"])
     agent.model_name = kwargs["model"]
     return AgentSolver(agent).config
 
@@ -130,6 +131,9 @@ def run(
     max_steps: Annotated[int, typer.Option(help="Agent: step budget.")] = 5,
     prompt: Annotated[Optional[str], typer.Option(help="Agent: prompt name.")] = None,
     index: Annotated[Optional[Path], typer.Option(help="Agent: retrieval index folder.")] = None,
+    repeat_notes: Annotated[bool, typer.Option(
+        help="Agent: loop detection, a note on an action identical to an earlier step's (off: the ablation).")
+    ] = True,
     judge_url: Annotated[
         Optional[str], typer.Option(help="Grade QA with an LLM judge at this OpenAI-compatible URL.")
     ] = None,
@@ -175,6 +179,7 @@ def run(
                 temperature=temperature,  # None: the agent's own defaults (paper: 0.4 / top_p 0.8 for k>1)
                 parallel=max(1, min(parallel, batch_size)),
                 max_steps=max_steps, prompt=prompt, index=index, engine_kwargs=engine_kwargs,
+                repeat_notes=repeat_notes,
             )
             factory = functools.partial(_make_agent_solver, **kwargs)
             extra: dict[str, object] = {"engine": engine, "index": str(index) if index else None}

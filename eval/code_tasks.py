@@ -3,6 +3,11 @@
 Used by bench/agent.py, bench/consistency.py and distillation as a task mix a
 small model can solve only by computing: big multiplications, character
 counts, list arithmetic, modular powers, prime counts, string reversal.
+
+``make_bignum_tasks``: exact integers of 17 to 40 digits (powers, products of two
+9-12 digit numbers, 2**k - 1), the kind of answer a model gets wrong when it
+retypes an observed value instead of answering with the variable that holds it
+(issue 19's prompt fault: it printed 7**23 right, then answered a made-up number).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CodeTask", "check_code_answer", "make_code_tasks"]
+__all__ = ["BIGNUM_KINDS", "CodeTask", "check_code_answer", "make_bignum_tasks", "make_code_tasks"]
 
 _WORDS = ("banana", "strawberry", "mississippi", "character", "excellence", "parallel", "committee",
           "bookkeeper", "assessment", "possession", "engineering", "programming", "occurrence")
@@ -71,6 +76,37 @@ def make_code_tasks(n: int = 35, seed: int = 0) -> list[CodeTask]:
     """``n`` tasks cycling through the kinds, reproducible for a seed."""
     rng = random.Random(seed)
     return [_one(rng, KINDS[i % len(KINDS)], i) for i in range(n)]
+
+
+BIGNUM_KINDS = ("power", "big_multiply", "mersenne")
+
+
+def _bignum(rng: random.Random, kind: str, i: int) -> CodeTask:
+    if kind == "power":
+        a, b = 7, 23  # the issue's example
+        while i and (a == 10 or a ** b < 10 ** 16 or (a, b) == (7, 23)):  # 17+ digits, not trivial
+            a, b = rng.randint(3, 19), rng.randint(20, 40)
+        question, answer = f"What is {a}**{b}?", a ** b
+    elif kind == "big_multiply":
+        a, b = (rng.randint(10 ** (d - 1), 10 ** d - 1) for d in (rng.randint(9, 12), rng.randint(9, 12)))
+        question, answer = f"What is {a} * {b}?", a * b
+    elif kind == "mersenne":
+        k = rng.randint(60, 130)
+        question, answer = f"What is 2**{k} - 1?", 2 ** k - 1
+    else:
+        raise ValueError(kind)
+    return CodeTask(f"{kind}-{i}", kind, f"{question} Compute it exactly.", answer)
+
+
+def make_bignum_tasks(n: int = 18, seed: int = 0) -> list[CodeTask]:
+    """``n`` exact big-number tasks cycling through ``BIGNUM_KINDS`` (the first is 7**23)."""
+    rng = random.Random(seed)
+    tasks: list[CodeTask] = []
+    while len(tasks) < n:
+        task = _bignum(rng, BIGNUM_KINDS[len(tasks) % len(BIGNUM_KINDS)], len(tasks))
+        if all(t.question != task.question for t in tasks):  # small ranges can draw a question twice
+            tasks.append(task)
+    return tasks
 
 
 def check_code_answer(prediction: Any, gold: Any) -> bool:

@@ -60,3 +60,20 @@ def test_when_every_candidate_repeats_they_vote_as_usual_and_the_note_says_so():
     assert all(c.result is not None for c in step.candidates) and step.candidates[0].chosen
     assert step.candidates[0].group_size == 2
     assert "identical to your step 1" in step.observation and result.answer == 7
+
+
+def test_repeat_notes_off_is_the_ablation_no_note_and_no_preference():
+    search = 'print("Jaws director: Steven Spielberg")'
+    engine = ReplayEngine([act(search), act(search), act("final_answer('Spielberg')")])
+    result = Agent(engine, repeat_notes=False).run("Who directed Jaws?")
+    assert "Steven Spielberg" in result.steps[1].observation and "identical" not in result.steps[1].observation
+    assert "identical" not in engine.calls[2]["conversations"][0][-1].content
+    first = "n = 5\nprint(n)"
+    engine = ReplayEngine([
+        [act(first)] * 3,
+        [act(first), act("n = 5\nprint( n )"), act("n = n * 2\nprint(n)")],
+        [act("final_answer(n)")] * 3,
+    ])
+    result = Agent(engine, samples=3, temperature=0.5, repeat_notes=False).run("double five")
+    assert all(c.result is not None for c in result.steps[1].candidates)  # every candidate ran and voted
+    assert result.answer == 5  # the two repeats won the vote, as before loop detection

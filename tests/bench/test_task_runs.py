@@ -29,6 +29,8 @@ def test_solve_grades_times_and_counts_format_errors():
         (True, 1, 0, False), (False, 2, 1, False),
     ]  # fmt: skip
     assert all(r.seconds > 0 for r in runs)
+    assert runs[0].answer == right.answer and runs[0].final_code == f"final_answer({right.answer!r})"
+    assert runs[1].answer == "certainly not the answer"
     assert progress.tasks[0].completed == 2
 
 

@@ -95,6 +95,21 @@ def test_agent_method_with_k_samples_uses_the_paper_sampling(data_dir, tmp_path,
     assert "accuracy 1.000" in r.output
 
 
+def test_no_repeat_notes_turns_loop_detection_off_for_the_run(data_dir, tmp_path, monkeypatch):
+    import tinyact.models.engines as engines
+
+    look = "Thought: look\nCode:\n```py\nprint(21)\n```"
+    replay = ReplayEngine([look, look, "Thought: done\nCode:\n```py\nfinal_answer(13138980)\n```"])
+    monkeypatch.setattr(engines, "load_engine", lambda model, engine="transformers", **kw: replay)
+    out = tmp_path / "agent-noloop"
+    r = runner.invoke(app, ["run", "--benchmark", "gsm-hard", "--limit", "1", "--out", str(out), "--model", "tiny",
+                            "--method", "agent", "--no-repeat-notes", "--data-dir", str(data_dir), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "config.json").read_text())["repeat_notes"] is False
+    steps = json.loads((out / "trajectories.jsonl").read_text())["steps"]
+    assert len(steps) == 3 and "21" in steps[1]["observation"] and "identical" not in steps[1]["observation"]
+
+
 def test_agent_method_runs_questions_side_by_side_through_one_batching_engine(data_dir, tmp_path, monkeypatch):
     import tinyact.models.engines as engines
 

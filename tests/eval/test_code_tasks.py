@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tinyact.eval.code_tasks import KINDS, check_code_answer, make_code_tasks
+from tinyact.eval.code_tasks import BIGNUM_KINDS, KINDS, check_code_answer, make_bignum_tasks, make_code_tasks
 
 
 def test_tasks_are_reproducible_and_cycle_through_kinds() -> None:
@@ -44,3 +44,14 @@ def test_huge_integers_compare_exactly_without_overflow() -> None:
     assert not check_code_answer(str(big + 1), big)  # a float would round these together
     assert not check_code_answer("1e400", big)
     assert not check_code_answer(str(big), 42)
+
+
+def test_bignum_tasks_are_exact_big_integers_starting_with_the_issue_example() -> None:
+    tasks = make_bignum_tasks(18)
+    assert tasks[0].question == "What is 7**23? Compute it exactly." and tasks[0].answer == 7 ** 23
+    assert [t.kind for t in tasks[:3]] == list(BIGNUM_KINDS)
+    assert len({t.question for t in tasks}) == 18  # no question drawn twice
+    assert all(isinstance(t.answer, int) and len(str(t.answer)) >= 17 for t in tasks)  # past float precision
+    assert [t.question for t in make_bignum_tasks(6)] == [t.question for t in tasks[:6]]
+    assert eval(tasks[1].question.split("What is ")[1].split("?")[0]) == tasks[1].answer  # noqa: S307
+    assert not check_code_answer(float(tasks[0].answer), tasks[0].answer)  # a float rounds: wrong
