@@ -36,7 +36,8 @@ CONFIG = "config.json"
 SUMMARY = "summary.json"
 
 # config keys that must match when a run folder is resumed
-_IDENTITY = ("benchmark", "split", "method", "model", "samples", "prompt_version")
+_IDENTITY = ("benchmark", "split", "method", "model", "samples", "prompt_version", "repeat_notes")
+_DEFAULTS = {"repeat_notes": True}  # for run folders written before the key existed
 
 
 class Prediction(BaseModel):
@@ -227,7 +228,9 @@ def _check_config(path: Path, config: dict[str, Any]) -> None:
     if not path.exists():
         return
     old = json.loads(path.read_text(encoding="utf-8"))
-    diff = {k: (old.get(k), config.get(k)) for k in _IDENTITY if old.get(k) != config.get(k)}
+    was = {k: old.get(k, _DEFAULTS.get(k)) for k in _IDENTITY}
+    now = {k: config.get(k, _DEFAULTS.get(k)) for k in _IDENTITY}
+    diff = {k: (was[k], now[k]) for k in _IDENTITY if was[k] != now[k]}
     if diff:
         pairs = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
         raise ConfigError(

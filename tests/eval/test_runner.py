@@ -173,3 +173,20 @@ def test_run_records_the_batch_start(tmp_path):
     rows = load_results(tmp_path / "r")
     assert all(r.batch_started_at is not None and r.batch_started_at <= r.finished_at for r in rows)
     assert rows[0].batch_started_at == rows[1].batch_started_at != rows[2].batch_started_at
+
+
+def test_a_run_folder_resumes_only_with_the_same_loop_notes_setting(tmp_path):
+    """repeat_notes changes what the agent sees: a folder made with it on does not resume with it off;
+    a folder from before the key existed counts as on."""
+    import json
+
+    from tinyact.errors import ConfigError
+    from tinyact.eval.runner import _check_config
+
+    path = tmp_path / "config.json"
+    base = {"benchmark": "gsm-hard", "split": "test", "method": "agent", "model": "m", "samples": 1,
+            "prompt_version": "full-v2"}
+    path.write_text(json.dumps(base))  # written before repeat_notes was recorded
+    _check_config(path, {**base, "repeat_notes": True})
+    with pytest.raises(ConfigError, match=r"repeat_notes: True -> False"):
+        _check_config(path, {**base, "repeat_notes": False})
