@@ -174,3 +174,16 @@ def refresh_if_cpu_spent(cpu_s: float) -> None:
     if pid != 0:
         os._exit(0)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def reap() -> list[int]:
+    """Reap every child that has exited, without blocking; their pids."""
+    pids = []
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return pids
+        if pid == 0:
+            return pids
+        pids.append(pid)

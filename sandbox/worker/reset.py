@@ -28,6 +28,8 @@ import signal
 import stat
 import time
 
+from .procs import reap
+
 PR_SET_DUMPABLE = 4
 IPC_RMID = 0
 KILL_WITHIN_S = 3.0
@@ -150,7 +152,7 @@ def kill_all_others() -> list[int]:
             os.kill(-1, signal.SIGKILL)  # every process we may signal, except init and us
         except ProcessLookupError:
             pass
-        _reap()
+        reap()
         left = [pid for pid in _pids() if pid not in (1, me) and not _zombie(pid)]
         if not left or time.monotonic() > give_up:
             return left
@@ -184,16 +186,6 @@ def _zombie(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except (OSError, IndexError):
         return True  # gone
-
-
-def _reap() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 def _empty(folder: str) -> None:

@@ -284,14 +284,7 @@ class Worker:
         self.chan.send({"op": "reset", "id": msg.get("id"), "ok": error is None, "error": error})
 
     def _reap(self) -> None:
-        while True:
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            self.forks.discard(pid)
+        self.forks.difference_update(procs.reap())
 
     def _kill_strays(self, pgid: int | None = None) -> None:
         keep = self.forks | ({self.standby[0]} if self.standby else set())
