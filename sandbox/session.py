@@ -189,17 +189,22 @@ class Session:
             chan = self._chan
             if chan is None:
                 return False
-            self._next_id += 1
             try:
-                chan.send({"op": "ping", "id": self._next_id})
-                deadline = time.monotonic() + timeout
-                while True:
-                    msg, _ = chan.recv(deadline)
-                    if msg.get("op") == "pong" and msg.get("id") == self._next_id:
-                        return True
+                self._ask(chan, "ping", "pong", timeout)
+                return True
             except (EOFError, OSError, ProtocolError, TimeoutError):
                 self._die()
                 return False
+
+    def _ask(self, chan: Channel, op: str, reply: str, timeout: float) -> dict[str, Any]:
+        """Send ``op`` and wait for its ``reply`` (same id), skipping stale frames; call under the lock."""
+        self._next_id += 1
+        chan.send({"op": op, "id": self._next_id})
+        deadline = time.monotonic() + timeout
+        while True:
+            msg, _ = chan.recv(deadline)
+            if msg.get("op") == reply and msg.get("id") == self._next_id:
+                return msg
 
     def fork(self) -> Session:
         """An independent copy of this session (globals and scratch files), in milliseconds."""
@@ -264,14 +269,8 @@ class Session:
         write and its IPC objects wiped. SandboxError when that failed (then close it)."""
         with self._lock:
             chan = self._require_open()
-            self._next_id += 1
             try:
-                chan.send({"op": "reset", "id": self._next_id})
-                deadline = time.monotonic() + timeout
-                while True:
-                    msg, _ = chan.recv(deadline)
-                    if msg.get("op") == "reset" and msg.get("id") == self._next_id:
-                        break
+                msg = self._ask(chan, "reset", "reset", timeout)
             except (EOFError, OSError, ProtocolError, TimeoutError) as e:
                 self._die()
                 raise SandboxError(f"the sandbox died during reset ({type(e).__name__})",

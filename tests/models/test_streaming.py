@@ -116,14 +116,19 @@ def test_openai_engine_streams_choice_zero_as_it_arrives():
     assert comps[0].stop == "<end_code>" and comps[0].prompt_tokens == 9 and comps[0].completion_tokens == 4
 
 
-@pytest.mark.slow
-def test_transformers_stream_matches_generate(smol_engine):
+def assert_stream_matches_generate(engine) -> None:
+    """Greedy with a stop string: the streamed completion is ``generate``'s, and its pieces add up to it."""
     s = SamplingParams(temperature=0, max_tokens=24)
     pieces: list[str] = []
-    (streamed,) = smol_engine.generate_stream(CONV, sampling=s, stop=["5"], on_token=pieces.append)
-    (plain,) = smol_engine.generate([CONV], sampling=s, stop=["5"])[0]
+    (streamed,) = engine.generate_stream(CONV, sampling=s, stop=["5"], on_token=pieces.append)
+    (plain,) = engine.generate([CONV], sampling=s, stop=["5"])[0]
     assert streamed.text == plain.text and streamed.stop == plain.stop
     assert len(pieces) > 2 and "".join(pieces) == streamed.text  # all of it, nothing past the stop string
+
+
+@pytest.mark.slow
+def test_transformers_stream_matches_generate(smol_engine):
+    assert_stream_matches_generate(smol_engine)
 
 
 @pytest.mark.slow
@@ -141,14 +146,9 @@ def test_vllm_stream_matches_generate(vllm_engine):
 
 @pytest.mark.slow
 def test_llamacpp_stream_matches_generate(llamacpp_engine):
-    s = SamplingParams(temperature=0, max_tokens=24)
-    pieces: list[str] = []
-    (streamed,) = llamacpp_engine.generate_stream(CONV, sampling=s, stop=["5"], on_token=pieces.append)
-    (plain,) = llamacpp_engine.generate([CONV], sampling=s, stop=["5"])[0]
-    assert streamed.text == plain.text and streamed.stop == plain.stop
-    assert len(pieces) > 2 and "".join(pieces) == streamed.text  # all of it, nothing past the stop string
+    assert_stream_matches_generate(llamacpp_engine)
     # k samples: sample 0 is the one streamed
-    pieces.clear()
+    pieces: list[str] = []
     row = llamacpp_engine.generate_stream(CONV, n=3, sampling=SamplingParams(temperature=0.9, max_tokens=16, seed=5),
                                           on_token=pieces.append)
     assert len(row) == 3 and "".join(pieces) == row[0].text
