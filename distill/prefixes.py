@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 __all__ = ["first_thought", "generate_prefixes", "load_prefixes", "make_prefix"]
 
+PARAGRAPH_STOP = "\n\n"
+"""Where prefix generation stops: the end of the first paragraph."""
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _LEAD = re.compile(r"^\s*(thought\s*:|reasoning\s*:|step\s*1\s*[:.)-])\s*", re.IGNORECASE)
 
@@ -60,13 +62,19 @@ def generate_prefixes(
     teacher: str = "",
     sampling: SamplingParams | None = None,
     batch_size: int = 8,
+    stop: Sequence[str] = (PARAGRAPH_STOP,),
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, str]:
     """Ask the teacher for a CoT answer to each question and store its first-thought prefix.
 
+    Generation stops at the first blank line (``stop``): only the first paragraph
+    becomes the prefix, so the rest of the answer would be generated for nothing
+    (the CoT baseline's stage continues these starts where it needs whole answers).
+
     Resumable: questions already in ``out_path`` are skipped; each line
-    records the teacher, prompt version and sampling used, the CoT text, and
-    the prefix. QA questions get the QA CoT prompt, everything else the math one.
+    records the teacher, prompt version and sampling used, the CoT text so far
+    (``cot``), how it ended (``finish_reason``, ``stop``), and the prefix. QA
+    questions get the QA CoT prompt, everything else the math one.
 
     Returns:
         ``{question id: prefix}`` for every question in the file.
@@ -83,7 +91,7 @@ def generate_prefixes(
             kinds = ["qa" if q.metadata.get("grader") == "qa" else "math" for q in batch]
             convs = [cot_messages(q.question, k) for q, k in zip(batch, kinds)]
             started = time.time()
-            outputs = engine.generate(convs, n=1, sampling=sampling)
+            outputs = engine.generate(convs, n=1, sampling=sampling, stop=list(stop))
             seconds = (time.time() - started) / max(1, len(batch))
             for q, kind, comps in zip(batch, kinds, outputs):
                 cot = comps[0].text
@@ -92,6 +100,8 @@ def generate_prefixes(
                     "prefix": make_prefix(cot),
                     "first_thought": first_thought(cot),
                     "cot": cot,
+                    "finish_reason": comps[0].finish_reason,
+                    "stop": comps[0].stop,
                     "teacher": teacher or getattr(engine, "model_name", "") or engine.name,
                     "prompt": f"{COT_PROMPT_VERSION}/{kind}",
                     "sampling": sampling.model_dump(),

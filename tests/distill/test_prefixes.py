@@ -42,7 +42,10 @@ def test_generate_prefixes_records_and_resumes(tmp_path):
     assert got == {"q0": "Thought: Add one.\n\n", "q1": "Thought: Add one again.\n\n"}
     rec = json.loads(out.read_text().splitlines()[0])
     assert rec["teacher"] == "t" and rec["prompt"].startswith("cot-v1/math")
-    assert rec["sampling"]["temperature"] == 0.0 and rec["cot"] == "Add one.\n\nSo 1."
+    # generation stops at the first blank line: the rest of the answer is not the prefix's
+    assert engine.calls[0]["stop"] == ["\n\n"]
+    assert rec["sampling"]["temperature"] == 0.0 and rec["cot"] == "Add one."
+    assert rec["finish_reason"] == "stop" and rec["stop"] == "\n\n"
     # a rerun asks only for the new questions; QA questions get the QA prompt
     engine2 = ReplayEngine(["Third.\n\nx", "Hamlet is a play.\n\n<answer>Shakespeare</answer>"])
     with open(out, "a") as f:
