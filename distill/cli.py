@@ -79,25 +79,49 @@ def sft_data(
     _show({"examples": p.sft_data(import_logs or []), "file": str(p.paths["sft"])})  # type: ignore[attr-defined]
 
 
+StudentOpt = Annotated[Optional[str], typer.Option(
+    "--student", help="Train/export/evaluate this student (catalog name) into students/<student>-<data>/ "
+                      "(default: the config's student, in the work folder itself).")]
+DataOpt = Annotated[Optional[str], typer.Option(
+    "--data", help="agent (sft.jsonl) or cot (sft-cot.jsonl); with it, outputs go to students/<student>-<data>/.")]
+
+
+def _stage(config: Path, workdir: Optional[str], fn: str, **kwargs: object) -> object:
+    """Run a pipeline stage; a TinyactError (missing data, bad option) is one line and exit 2."""
+    from tinyact.errors import TinyactError
+
+    p = _pipeline(config, workdir)
+    p.config_file = str(config)  # type: ignore[attr-defined]
+    try:
+        return getattr(p, fn)(**kwargs)
+    except TinyactError as e:
+        raise fail(str(e), 2) from None
+
+
 @app.command()
-def train(config: ConfigArg, workdir: WorkdirOpt = None) -> None:
+def train(config: ConfigArg, workdir: WorkdirOpt = None, student: StudentOpt = None, data: DataOpt = None) -> None:
     """Fine-tune the student with TRL (LoRA or full, assistant-only loss; resumes from checkpoints)."""
-    r = _pipeline(config, workdir).train()  # type: ignore[attr-defined]
-    _show({k: v for k, v in r.items() if k != "losses"} | {"first_loss": r["losses"][:1], "last_loss": r["losses"][-1:]})
+    r = _stage(config, workdir, "train", student=student, data=data)
+    _show({k: v for k, v in r.items() if k != "losses"}  # type: ignore[attr-defined]
+          | {"first_loss": r["losses"][:1], "last_loss": r["losses"][-1:]})  # type: ignore[index]
 
 
 @app.command()
-def export(config: ConfigArg, workdir: WorkdirOpt = None) -> None:
-    """Merge the adapter into a model folder the transformers and vLLM engines load by path."""
-    _show({"merged": _pipeline(config, workdir).export()})  # type: ignore[attr-defined]
+def export(config: ConfigArg, workdir: WorkdirOpt = None, student: StudentOpt = None, data: DataOpt = None,
+           gguf: Annotated[Optional[str], typer.Option(
+               help="Also write merged/model.gguf of this type (q4_k_m, q4_1, q8_0, f16, ...) for the llama.cpp "
+                    "engine.")] = None) -> None:
+    """Merge the adapter into a model folder the transformers and vLLM engines load by path (and a GGUF)."""
+    merged = _stage(config, workdir, "export", student=student, data=data, gguf=gguf)
+    _show({"merged": merged} | ({"gguf": str(Path(str(merged)) / "model.gguf")} if gguf else {}))
 
 
 @app.command("eval")
 def eval_(config: ConfigArg, workdir: WorkdirOpt = None,
           model: Annotated[Optional[str], typer.Option(help="Evaluate this model instead of the merged export.")] = None,
-          ) -> None:
+          student: StudentOpt = None, data: DataOpt = None) -> None:
     """The student on the config's held-out benchmarks (evaluation: k, temperature, top_p; resumable)."""
-    _show(_pipeline(config, workdir).evaluate(model))  # type: ignore[attr-defined]
+    _show(_stage(config, workdir, "evaluate", model=model, student=student, data=data))
 
 
 @app.command("all")

@@ -160,7 +160,8 @@ class EvalConfig:
 
     benchmarks: list[EvalBenchmark] = field(default_factory=list)
     """Nothing is evaluated when empty."""
-    engine: Literal["transformers", "vllm", "openai"] = "transformers"
+    engine: Literal["transformers", "vllm", "llamacpp", "openai"] = "transformers"
+    """llamacpp: the student exported to GGUF (``tinyact distill export CONFIG --gguf q4_k_m``)."""
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     samples: int = 8
     temperature: float = 0.4
@@ -172,6 +173,8 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         self.benchmarks = [EvalBenchmark(**b) if isinstance(b, dict) else b for b in self.benchmarks]
+        if self.engine not in ("transformers", "vllm", "llamacpp", "openai"):
+            raise ConfigError(f"evaluation.engine must be transformers, vllm, llamacpp or openai, got {self.engine!r}")
         for name in ("samples", "max_steps", "max_tokens", "parallel"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"evaluation.{name} must be >= 1, got {getattr(self, name)}")
@@ -253,6 +256,7 @@ class DistillConfig:
             "kept": w / "kept.jsonl",
             "filter_report": w / "filter-report.json",
             "sft": w / "sft.jsonl",
+            "sft_cot": w / "sft-cot.jsonl",
             "checkpoints": w / "checkpoints",
             "adapter": w / "adapter",
             "merged": w / "merged",

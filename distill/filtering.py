@@ -13,13 +13,21 @@ from tinyact import jsonl
 from tinyact.distill.questions import grade
 from tinyact.schema import Trajectory
 
-__all__ = ["FilterReport", "filter_file", "filter_trajectories", "reject_reason"]
+__all__ = ["FilterReport", "filter_file", "filter_trajectories", "is_correct", "reject_reason"]
 
 REASONS = ("out_of_steps", "ended_early", "parse_error", "wrong_answer", "execution_error")
 
 
 def _execution_errors(t: Trajectory) -> int:
     return sum(1 for s in t.steps if s.result is not None and s.result.error is not None)
+
+
+def is_correct(t: Trajectory) -> bool:
+    """The teacher's answer is right: the grade recorded at collection, else graded now (no answer: wrong)."""
+    correct = t.metadata.get("correct")
+    if correct is None and "gold" in t.metadata:
+        correct = grade(t.final_answer, t.metadata["gold"], t.metadata.get("grader", "qa"))
+    return bool(correct)
 
 
 def reject_reason(t: Trajectory, *, keep_recovered_errors: bool = True) -> str | None:
@@ -38,10 +46,7 @@ def reject_reason(t: Trajectory, *, keep_recovered_errors: bool = True) -> str |
         return "ended_early"
     if any(s.action.parse_error is not None for s in t.steps):
         return "parse_error"
-    correct = t.metadata.get("correct")
-    if correct is None and "gold" in t.metadata:
-        correct = grade(t.final_answer, t.metadata["gold"], t.metadata.get("grader", "qa"))
-    if not correct:
+    if not is_correct(t):
         return "wrong_answer"
     if not keep_recovered_errors and _execution_errors(t):
         return "execution_error"

@@ -29,6 +29,8 @@ class Pipeline:
         self.config = config
         self.paths = config.paths
         self.progress = progress
+        self.config_file = "CONFIG"
+        """How error messages name the config file (the CLI sets the path it was given)."""
         Path(config.workdir).mkdir(parents=True, exist_ok=True)
         self._engine: Any = None
         self._tools: list[Any] | None = None
@@ -165,34 +167,74 @@ class Pipeline:
             "system_prompt_sha256": hashlib.sha256(system.encode()).hexdigest()})
         return n
 
-    def train(self) -> dict[str, Any]:
+    def variant(self, student: str | None = None, data: str | None = None) -> Any:
+        """Where a student variant reads and writes (``distill/variants.py``); no arguments: the default layout."""
+        from tinyact.distill.variants import resolve_variant
+
+        return resolve_variant(self.config, student, data)
+
+    def train(self, student: str | None = None, data: str | None = None) -> dict[str, Any]:
+        """Fine-tune a student (default: the config's, on ``sft.jsonl``, into ``adapter/``); with ``student``
+        or ``data`` ("agent" | "cot") into ``students/<student>-<data>/``. Writes a training manifest."""
         from tinyact.distill.train import train_student
+        from tinyact.distill.variants import write_train_manifest
 
-        r = train_student(self.paths["sft"], self.config.student, self.paths["adapter"], self.config.train,
-                          checkpoint_dir=self.paths["checkpoints"])
-        return r.__dict__
+        v = self.variant(student, data)
+        v.check_train_file(self.config_file)
+        r = train_student(v.train_file, v.student, v.adapter, self.config.train, checkpoint_dir=v.checkpoints)
+        out = dict(r.__dict__)
+        out["manifest"] = str(write_train_manifest(v, self.config, out))
+        return out
 
-    def export(self) -> str:
+    def export(self, student: str | None = None, data: str | None = None, gguf: str | None = None) -> str:
+        """Merge a variant's adapter into ``merged/``; with ``gguf`` (a quantization, e.g. "q4_k_m") also
+        write ``merged/model.gguf`` for the llama.cpp engine."""
         from tinyact.distill.train import export_model
+        from tinyact.errors import ConfigError
 
-        return str(export_model(self.paths["adapter"], self.paths["merged"]))
+        v = self.variant(student, data)
+        if not v.adapter.is_dir():
+            raise ConfigError(f"no trained student at {v.adapter} (train it with "
+                              f"`tinyact distill train {self.config_file}{v.options}`)")
+        if gguf is not None:
+            from tinyact.models.gguf_export import QUANTS
 
-    def evaluate(self, model: str | None = None) -> dict[str, Any]:
-        """The student (default: the merged export) on each held-out benchmark of ``config.evaluation``,
-        with the student prompt, into resumable run folders ``eval/<benchmark>-k<samples>``."""
+            if gguf.lower() not in QUANTS:
+                raise ConfigError(f"--gguf must be one of {', '.join(QUANTS)}, got {gguf!r}")
+        merged = export_model(v.adapter, v.merged)
+        if gguf is not None:
+            from tinyact.models.gguf_export import export_gguf
+
+            export_gguf(merged, merged / "model.gguf", gguf)
+        return str(merged)
+
+    def evaluate(self, model: str | None = None, student: str | None = None, data: str | None = None) -> dict[str, Any]:
+        """The student (default: the variant's merged export; its ``model.gguf`` with the llamacpp engine) on
+        each held-out benchmark of ``config.evaluation``, with the student prompt, into resumable run folders
+        ``eval/<benchmark>-k<samples>`` (of the variant's folder)."""
         from tinyact.agents.agent import Agent
         from tinyact.eval.agent_solver import AgentSolver
         from tinyact.eval.datasets import load_benchmark
         from tinyact.eval.runner import run_eval
-        from tinyact.models.engines import load_engine
+        from tinyact.models.engines import load_engine, parallel_kwargs
         from tinyact.models.engines.batching import BatchingEngine
         from tinyact.tools.retrieval.cli import search_tools
 
-        e, model = self.config.evaluation, model or str(self.paths["merged"])
+        e, v = self.config.evaluation, self.variant(student, data)
         summaries: dict[str, Any] = {}
         if not e.benchmarks:
             return summaries
-        engine = BatchingEngine(load_engine(model, e.engine, **e.engine_kwargs), max_batch=e.parallel, window_ms=50)
+        if model is None:
+            model = str(v.merged)
+            if e.engine == "llamacpp":
+                from tinyact.errors import ConfigError
+
+                if not (v.merged / "model.gguf").is_file():
+                    raise ConfigError(f"evaluation.engine llamacpp needs {v.merged / 'model.gguf'} (make it with "
+                                      f"`tinyact distill export {self.config_file}{v.options} --gguf q4_k_m`)")
+                model = str(v.merged / "model.gguf")
+        inner = load_engine(model, e.engine, **parallel_kwargs(e.engine, e.parallel, e.engine_kwargs))
+        engine = BatchingEngine(inner, max_batch=e.parallel, window_ms=50)
         try:
             for b in e.benchmarks:
                 bench = load_benchmark(b.name, b.split)
@@ -201,7 +243,7 @@ class Pipeline:
                               top_p=e.top_p if e.samples > 1 else 1.0, max_steps=e.max_steps,
                               max_tokens=e.max_tokens)
                 agent.model_name = model
-                out = self.paths["eval"] / f"{b.name}-k{e.samples}"
+                out = v.eval / f"{b.name}-k{e.samples}"
                 out.mkdir(parents=True, exist_ok=True)
                 solver = AgentSolver(agent, parallel=e.parallel, trajectories=out / "trajectories.jsonl")
                 try:

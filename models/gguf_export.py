@@ -21,7 +21,7 @@ from tinyact.errors import ConfigError, DownloadError, ModelError
 
 __all__ = ["QUANTS", "converter_dir", "export_gguf"]
 
-QUANTS = ("f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0")
+QUANTS = ("f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_1", "q4_0")
 """Output types: f16 as converted, or one of llama.cpp's quantizations of it."""
 
 
