@@ -163,13 +163,14 @@ def generate_cot_answers(
                 started = time.time()
                 outputs = engine.generate([b.messages for b in batch], n=1, stop=stop,
                                           sampling=sampling.model_copy(update={"max_tokens": budget}),
-                                          prefix=[b.prefix for b in batch])
+                                          prefix=None if all(b.prefix is None for b in batch)
+                                          else [b.prefix for b in batch])
                 seconds = (time.time() - started) / len(batch)
                 for work, (c, *_) in zip(batch, outputs):
                     text = c.text + (c.stop or "")  # the whole answer, its closing tag included
                     tokens = work.tokens + c.completion_tokens
                     write(work, text, tokens, work.seconds + seconds,
-                          truncated=c.finish_reason == "length" or tokens >= max_tokens)
+                          truncated=c.finish_reason == "length")
                 count += len(batch)
                 if progress:
                     progress(count, len(questions))

@@ -133,7 +133,7 @@ def test_qa_with_an_index_is_asked_with_passages_and_trained_on_them(data_dir, t
     p = _pipeline(tmp_path, teacher, tasks=tasks, retrieval_index=str(tmp_path / "index"), cot_rag_k=3)
     counts = p.cot()
     call = teacher.calls[0]
-    assert call["prefix"] == [None, None] and call["stop"] == ["</answer>"]
+    assert call["prefix"] is None and call["stop"] == ["</answer>"]
     assert call["conversations"][0][1].content.startswith("Retrieved passages")
     rows = list(jsonl.iter_lines(p.paths["cot"]))
     assert rows[0]["text"] == f"From passage 1.\n<answer>{gold0}</answer>"  # closing tag kept, the rest cut
