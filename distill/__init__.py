@@ -6,6 +6,7 @@ Heavy libraries (torch, transformers, trl, peft, datasets) load inside the funct
 from __future__ import annotations
 
 from tinyact.distill.collect import CollectSummary, collect_trajectories, summarize_trajectories
+from tinyact.distill.cot import generate_cot_answers, write_cot_sft_data
 from tinyact.distill.config import DistillConfig, TaskSource, TrainConfig, load_config
 from tinyact.distill.filtering import FilterReport, filter_file, filter_trajectories, reject_reason
 from tinyact.distill.masking import assistant_spans, build_dataset, tokenize_conversation
@@ -36,6 +37,7 @@ __all__ = [
     "filter_file",
     "filter_trajectories",
     "first_thought",
+    "generate_cot_answers",
     "generate_prefixes",
     "grade",
     "import_smolagents_logs",
@@ -50,6 +52,7 @@ __all__ = [
     "tokenize_conversation",
     "to_sft_example",
     "train_student",
+    "write_cot_sft_data",
     "write_sft_data",
 ]
 __all__.sort()

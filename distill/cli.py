@@ -11,7 +11,7 @@ import typer
 from tinyact.console import console, err, fail
 
 app = typer.Typer(help="Distill a teacher agent into a small student (prefixes, collect, filter, sft-data, "
-                       "train, export, eval, all).", no_args_is_help=True)
+                       "train, export, eval, all; cot: the CoT-distillation baseline's data).", no_args_is_help=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="Distillation config (YAML), e.g. examples/distill-cpu.yaml.")]
 
@@ -45,6 +45,18 @@ def prefixes(config: ConfigArg, workdir: WorkdirOpt = None) -> None:
 
 
 @app.command()
+def cot(config: ConfigArg, workdir: WorkdirOpt = None) -> None:
+    """Teacher CoT answers to every training question, graded (cot.jsonl; resumable; reuses prefixes.jsonl)."""
+    from tinyact.errors import TinyactError
+
+    p = _pipeline(config, workdir)
+    try:
+        _show(p.cot() | {"file": str(p.paths["cot"])})  # type: ignore[attr-defined]
+    except TinyactError as e:
+        raise fail(str(e), 2) from None
+
+
+@app.command()
 def collect(
     config: ConfigArg,
     workdir: WorkdirOpt = None,
@@ -73,10 +85,18 @@ def sft_data(
     workdir: WorkdirOpt = None,
     import_logs: Annotated[Optional[list[str]], typer.Option("--import", help="Also import smolagents-style logs "
                                                                               "(the paper's released format).")] = None,
+    data: Annotated[str, typer.Option(help="agent: kept trajectories -> sft.jsonl; cot: correct CoT answers "
+                                           "(distill cot) -> sft-cot.jsonl.")] = "agent",
 ) -> None:
-    """Kept trajectories (and imported logs) -> TRL conversational JSONL (sft.jsonl)."""
+    """Kept trajectories (and imported logs), or correct CoT answers, -> TRL conversational JSONL."""
+    from tinyact.errors import TinyactError
+
     p = _pipeline(config, workdir)
-    _show({"examples": p.sft_data(import_logs or []), "file": str(p.paths["sft"])})  # type: ignore[attr-defined]
+    try:
+        n = p.sft_data(import_logs or [], data=data)  # type: ignore[attr-defined]
+    except TinyactError as e:
+        raise fail(str(e), 2) from None
+    _show({"examples": n, "file": str(p.paths["sft_cot" if data == "cot" else "sft"])})  # type: ignore[attr-defined]
 
 
 StudentOpt = Annotated[Optional[str], typer.Option(

@@ -207,6 +207,10 @@ class DistillConfig:
     """First-thought prefixes (the teacher's first CoT paragraph starts its first step)."""
     prefix_max_tokens: int = 256
     """New tokens of the teacher's CoT answer the first paragraph is cut from."""
+    cot_max_tokens: int = 1024
+    """New tokens of a whole CoT answer (``distill cot``, the CoT-distillation baseline's data)."""
+    cot_rag_k: int = 5
+    """Passages shown with each QA question in ``distill cot`` when ``retrieval_index`` is set (eval's ``--rag-k``)."""
     teacher_prompt: Literal["full", "short"] = "full"
     student_prompt: Literal["full", "short"] = "short"
     max_steps: int = 5
@@ -237,6 +241,9 @@ class DistillConfig:
             raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.max_tokens < 1:
             raise ConfigError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        for name in ("prefix_max_tokens", "cot_max_tokens", "cot_rag_k"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.temperature < 0:
@@ -256,6 +263,7 @@ class DistillConfig:
             "kept": w / "kept.jsonl",
             "filter_report": w / "filter-report.json",
             "sft": w / "sft.jsonl",
+            "cot": w / "cot.jsonl",
             "sft_cot": w / "sft-cot.jsonl",
             "checkpoints": w / "checkpoints",
             "adapter": w / "adapter",

@@ -15,6 +15,7 @@ from tinyact.distill.config import DistillConfig
 __all__ = ["Pipeline", "build_teacher"]
 
 STAGES = ("prefixes", "collect", "filter", "sft-data", "train", "export", "eval")
+"""The agent-distillation stages, in order (``cot`` makes the CoT baseline's data beside them)."""
 
 
 class Pipeline:
@@ -94,6 +95,43 @@ class Pipeline:
                                      sampling=SamplingParams(temperature=0.0, max_tokens=c.prefix_max_tokens),
                                      batch_size=c.batch_size, progress=advance if self.progress else None)
 
+    def cot(self) -> dict[str, Any]:
+        """The teacher's whole greedy CoT answer to every training question, graded (``cot.jsonl``; resumes).
+
+        Reuses the prefixes stage's rows (finished ones as they are, cut ones continued);
+        QA questions come with retrieved passages when ``retrieval_index`` is set.
+        """
+        from tinyact.distill.cot import cot_counts, generate_cot_answers, question_kind
+        from tinyact.eval.prompts import COT_PROMPT_VERSION, RAG_PROMPT_VERSION
+
+        c = self.config
+        overlap = self.overlap() if c.check_overlap else None
+        questions = self.questions()
+        retriever = None
+        if c.retrieval_index and any(question_kind(q) == "qa" for q in questions):
+            from tinyact.tools.retrieval.cli import open_retriever
+
+            retriever = open_retriever(c.retrieval_index)
+        bar = progress_bar() if self.progress else nullcontext()
+        with bar:
+            task = bar.add_task("cot answers", total=len(questions)) if self.progress else None
+
+            def advance(done: int, total: int) -> None:
+                bar.update(task, completed=done)
+
+            rows = generate_cot_answers(self.teacher_engine(), questions, self.paths["cot"], teacher=c.teacher,
+                                        max_tokens=c.cot_max_tokens, batch_size=c.batch_size,
+                                        prefixes_path=self.paths["prefixes"], retriever=retriever, rag_k=c.cot_rag_k,
+                                        index=c.retrieval_index, progress=advance if self.progress else None)
+        counts = cot_counts(rows, len(questions))
+        self._manifest("cot", "teacher-cot-answers", counts, questions=questions, extra={
+            "prompt_versions": sorted({str(r.get("prompt")) for r in rows}),
+            "cot_max_tokens": c.cot_max_tokens,
+            "rag": {"index": c.retrieval_index, "k": c.cot_rag_k, "prompt": RAG_PROMPT_VERSION} if retriever else None,
+            "cot_prompt_version": COT_PROMPT_VERSION,
+            "overlap_check": overlap})
+        return counts
+
     def teacher_agent(self) -> Any:
         """The teacher agent, its engine behind a ``BatchingEngine`` (close both when done)."""
         from tinyact.agents.agent import Agent
@@ -152,7 +190,15 @@ class Pipeline:
         self._manifest("kept", "filtered-trajectories", report)
         return report
 
-    def sft_data(self, extra_logs: Sequence[str] = ()) -> int:
+    def sft_data(self, extra_logs: Sequence[str] = (), data: str = "agent") -> int:
+        """SFT conversations: ``data="agent"`` the kept trajectories (and imported logs) -> ``sft.jsonl``;
+        ``data="cot"`` the correct CoT answers -> ``sft-cot.jsonl``. Returns the examples written."""
+        if data == "cot":
+            return self._sft_cot(extra_logs)
+        if data != "agent":
+            from tinyact.errors import ConfigError
+
+            raise ConfigError(f"--data must be agent or cot, got {data!r}")
         from tinyact.distill.collect import read_trajectories
         from tinyact.distill.sft_data import import_smolagents_logs, student_system_prompt, write_sft_data
 
@@ -165,6 +211,25 @@ class Pipeline:
         self._manifest("sft", "sft-conversations", {"examples": n, "imported": len(extra)}, extra={
             "student_prompt": self.config.student_prompt,
             "system_prompt_sha256": hashlib.sha256(system.encode()).hexdigest()})
+        return n
+
+    def _sft_cot(self, extra_logs: Sequence[str]) -> int:
+        from tinyact import jsonl
+        from tinyact.distill.cot import write_cot_sft_data
+        from tinyact.errors import ConfigError
+        from tinyact.eval.prompts import cot_prompt_sha256
+
+        if extra_logs:
+            raise ConfigError("--import holds agent logs; it does not go with --data cot")
+        if not self.paths["cot"].exists():
+            raise ConfigError(f"{self.paths['cot']} does not exist: run `tinyact distill cot` first")
+        rows = list(jsonl.iter_lines(self.paths["cot"]))
+        n = write_cot_sft_data(rows, self.paths["sft_cot"])
+        self._manifest("sft_cot", "sft-cot-conversations", {
+            "examples": n, "answers": len(rows), "with_passages": sum(r.get("passages") is not None for r in rows
+                                                                      if r.get("correct"))}, extra={
+            "prompt_versions": sorted({str(r.get("prompt")) for r in rows if r.get("correct")}),
+            "prompt_sha256": cot_prompt_sha256()})
         return n
 
     def variant(self, student: str | None = None, data: str | None = None) -> Any:

@@ -71,13 +71,16 @@ def _benchmark(name: str, kind: str | None, split: str | None, data_dir: Path | 
 
 
 def _make_cot_solver(*, model: str, engine: str, kind: Any, samples: int, sampling: Any,
-                     engine_kwargs: dict[str, Any]) -> Any:
-    """The CoT method's SolveBatch (module-level: a Ray worker builds it from a partial)."""
+                     engine_kwargs: dict[str, Any], index: str | None = None, rag_k: int = 5,
+                     retriever: Any = None) -> Any:
+    """The CoT method's SolveBatch (module-level: a Ray worker builds it from a partial); with ``index``,
+    QA questions are asked with their top ``rag_k`` passages (``retriever``: the index already open; else it
+    opens on the first batch)."""
     from tinyact.eval.cot import CoTSolver
     from tinyact.models.engines import load_engine
 
     return CoTSolver(load_engine(model, engine, **engine_kwargs), kind, samples=samples, sampling=sampling,
-                     model=model)
+                     model=model, retriever=retriever if retriever is not None else index, k=rag_k, index=index)
 
 
 def _dry_config(method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +92,7 @@ def _dry_config(method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         from tinyact.eval.cot import CoTSolver
 
         return CoTSolver(ReplayEngine([]), kwargs["kind"], samples=kwargs["samples"], sampling=kwargs["sampling"],
-                         model=kwargs["model"]).config
+                         model=kwargs["model"], retriever=kwargs["index"], k=kwargs["rag_k"]).config
     from tinyact.agents import Agent
     from tinyact.eval.agent_solver import AgentSolver
     from tinyact.tools.retrieval.cli import search_tools
@@ -130,7 +133,10 @@ def run(
     seed: Annotated[Optional[int], typer.Option(help="Sampling seed.")] = None,
     max_steps: Annotated[int, typer.Option(help="Agent: step budget.")] = 5,
     prompt: Annotated[Optional[str], typer.Option(help="Agent: prompt name.")] = None,
-    index: Annotated[Optional[Path], typer.Option(help="Agent: retrieval index folder.")] = None,
+    index: Annotated[Optional[Path], typer.Option(
+        help="Retrieval index folder. Agent: gives it search(); cot: each QA question comes with its top "
+             "--rag-k passages (retrieved with the question).")] = None,
+    rag_k: Annotated[int, typer.Option(min=1, help="CoT with --index: passages per question.")] = 5,
     repeat_notes: Annotated[bool, typer.Option(
         help="Agent: loop detection, a note on an action identical to an earlier step's (off: the ablation).")
     ] = True,
@@ -184,8 +190,16 @@ def run(
             factory = functools.partial(_make_agent_solver, **kwargs)
             extra: dict[str, object] = {"engine": engine, "index": str(index) if index else None}
         else:
+            if index is not None and bench.kind != "qa":
+                raise ConfigError(f"--index gives the cot method passages on QA benchmarks only; {bench.name} is "
+                                  f"{bench.kind}")
+            retriever = None
+            if index is not None:  # fail here, not in the first batch, when it is no index
+                from tinyact.tools.retrieval.cli import open_retriever
+
+                retriever = open_retriever(str(index))
             kwargs = dict(model=model, engine=engine, kind=bench.kind, samples=samples, sampling=sampling,
-                          engine_kwargs=engine_kwargs)
+                          engine_kwargs=engine_kwargs, index=str(index) if index else None, rag_k=rag_k)
             factory = functools.partial(_make_cot_solver, **kwargs)
             extra = {"engine": engine}
         if ray:
@@ -197,7 +211,7 @@ def run(
                                    trajectories=out / "trajectories.jsonl" if method == "agent" else None)
             config: dict[str, object] = {**_dry_config(method, kwargs), **extra}
         else:
-            solver = factory(out=out) if method == "agent" else factory()
+            solver = factory(out=out) if method == "agent" else factory(retriever=retriever)
             config = {**solver.config, **extra}
         if dtype:
             config["dtype"] = dtype

@@ -36,8 +36,9 @@ CONFIG = "config.json"
 SUMMARY = "summary.json"
 
 # config keys that must match when a run folder is resumed
-_IDENTITY = ("benchmark", "split", "method", "model", "samples", "prompt_version", "repeat_notes")
-_DEFAULTS = {"repeat_notes": True}  # for run folders written before the key existed
+_IDENTITY = ("benchmark", "split", "method", "model", "samples", "prompt_version", "repeat_notes", "index", "rag_k",
+             "rag_prompt")
+_DEFAULTS = {"repeat_notes": True}  # for run folders written before the key existed (the others: None)
 
 
 class Prediction(BaseModel):

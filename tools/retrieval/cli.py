@@ -19,6 +19,17 @@ IndexOption = Annotated[
 ]
 
 
+def open_retriever(index: str) -> Any:
+    """An ``--index`` value as a retriever: a ``RemoteRetriever`` for an http(s) URL, else the index folder.
+
+    Raises:
+        TinyactError: the folder is not an index (or the URL is malformed).
+    """
+    from tinyact.tools.retrieval import RemoteRetriever, open_index
+
+    return RemoteRetriever(index) if index.startswith(("http://", "https://")) else open_index(index)
+
+
 def search_tools(index: str | None) -> list[Any]:
     """The ``--index`` option of ``run``, ``serve`` and ``eval run``: ``[search tool]``, or ``[]`` without one.
 
@@ -27,10 +38,9 @@ def search_tools(index: str | None) -> list[Any]:
     """
     if not index:
         return []
-    from tinyact.tools.retrieval import RemoteRetriever, open_index, search_tool
+    from tinyact.tools.retrieval import search_tool
 
-    retriever = RemoteRetriever(index) if index.startswith(("http://", "https://")) else open_index(index)
-    return [search_tool(retriever)]
+    return [search_tool(open_retriever(index))]
 
 
 def _fail(e: Exception) -> NoReturn:
