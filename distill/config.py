@@ -276,12 +276,12 @@ class DistillConfig:
 
 
 def load_config(path: str | os.PathLike[str]) -> DistillConfig:
-    """Read a ``DistillConfig`` from YAML; unknown keys are an error that names them."""
-    import yaml
+    """Read a ``DistillConfig`` from YAML; unknown keys are an error that names them.
 
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+    ``base: other.yaml`` (relative to the file) starts from another config: this file's keys replace
+    the base's, and its ``train:`` / ``evaluation:`` keys replace those of the base's sections one by one.
+    """
+    data = _read_yaml(Path(path), ())
     known = {f.name for f in fields(DistillConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -290,3 +290,24 @@ def load_config(path: str | os.PathLike[str]) -> DistillConfig:
         return DistillConfig(**data)
     except TypeError as e:  # unknown keys of a nested section
         raise ConfigError(f"{path}: {e}") from None
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    import yaml
+
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: base configs form a cycle ({' -> '.join(map(str, (*seen, path)))})")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    merged = _read_yaml(path.parent / str(base), (*seen, path.resolve()))
+    for key, value in data.items():
+        if key in ("train", "evaluation") and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = {**merged[key], **value}
+        merged[key] = value
+    return merged

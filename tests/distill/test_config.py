@@ -54,6 +54,32 @@ def test_yaml_unknown_keys_named(tmp_path):
         load_config(p)
 
 
+def test_yaml_base_config(tmp_path):
+    (tmp_path / "base.yaml").write_text("teacher: big\nuse_prefix: true\nworkdir: a\n"
+                                        "train: {lora_r: 8, epochs: 3}\nevaluation: {samples: 1, parallel: 4}\n")
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "c.yaml"
+    child.write_text("base: ../base.yaml\nuse_prefix: false\nworkdir: b\ntrain: {epochs: 1}\n")
+    cfg = load_config(child)
+    assert (cfg.teacher, cfg.use_prefix, cfg.workdir) == ("big", False, "b")
+    assert (cfg.train.lora_r, cfg.train.epochs) == (8, 1)  # a section's keys replaced one by one
+    assert (cfg.evaluation.samples, cfg.evaluation.parallel) == (1, 4)
+    (tmp_path / "base.yaml").write_text("base: sub/c.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(child)
+    child.write_text("base: missing.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml: no such config file"):
+        load_config(child)
+
+
+def test_cpu_paper_configs_differ_only_in_the_prefix():
+    with_prefix, without = load_config(EXAMPLES / "distill-cpu-paper.yaml"), load_config(
+        EXAMPLES / "distill-cpu-paper-noprefix.yaml")
+    assert with_prefix.use_prefix and not without.use_prefix
+    a, b = with_prefix.to_dict(), without.to_dict()
+    assert {k for k in a if a[k] != b[k]} == {"use_prefix", "workdir", "manifest_dir"}
+
+
 @pytest.mark.parametrize("name", ["distill-gpu.yaml", "distill-gpu-1.5b.yaml"])
 def test_gpu_examples_are_the_papers_recipe(name):
     """Kang et al. 2025: 32B teacher on vLLM, 0.5B/1.5B students, LoRA r=64 alpha=128, lr 2e-4,
