@@ -92,5 +92,5 @@ def test_cpu_paper_config_trains_on_no_held_out_question(tmp_path, shared_data, 
     assert cfg.manifest_dir and cfg.check_overlap and cfg.evaluation.samples == 1
     cfg.workdir = str(tmp_path / "w")
     report = Pipeline(cfg, progress=False).overlap()
-    assert report["clean"] and report["train_questions"] == 300
+    assert report["clean"] and report["train_questions"] == 3 * 48
     assert set(report["test_questions"]) == {"gsm-hard:test", "math500:test", "hotpotqa-distractor:test"}
