@@ -22,7 +22,7 @@ TORCH_SPEC ?= torch==2.13.0
 MODEL ?= qwen2.5-coder-0.5b
 TASK ?= How many times does the letter 'r' appear in 'strawberry raspberry cranberry'?
 
-.PHONY: run test setup setup-test system-deps build-deps bench clean-venv
+.PHONY: run test setup setup-test system-deps sandbox-packages build-deps bench clean-venv
 
 $(PY):
 	@echo ">> creating $(VENV)"
@@ -74,8 +74,12 @@ system-deps:
 	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
 	  || echo "!! could not install chromium: the viewer's browser tests skip"; }
 
-setup: $(VENV)/.run-deps system-deps
-setup-test: $(VENV)/.test-deps $(VENV)/.vllm system-deps
+# numpy, sympy and mpmath for sandboxed code (the sandbox's interpreter has the standard library only)
+sandbox-packages: $(VENV)/.run-deps
+	@$(VENV)/bin/tinyact sandbox packages || echo "!! sandboxed code gets the standard library only"
+
+setup: $(VENV)/.run-deps system-deps sandbox-packages
+setup-test: $(VENV)/.test-deps $(VENV)/.vllm system-deps sandbox-packages
 
 run: setup
 	@echo ">> preparing $(MODEL)"

@@ -34,7 +34,8 @@ line('scratch size limited', size_mb <= SCRATCH_MB, f'{size_mb} MiB file system 
 seen = [p for p in HOST_PATHS if os.path.exists(p)]
 line('host files hidden', not seen, 'visible: ' + ', '.join(seen) if seen else ', '.join(HOST_PATHS))
 line('no host environment', set(os.environ) <= {'PATH', 'LANG', 'LC_ALL', 'PYTHONDONTWRITEBYTECODE',
-     'PYTHONIOENCODING', 'HOME', 'TMPDIR', 'PWD', 'HOSTNAME'}, ','.join(sorted(os.environ)))
+     'PYTHONIOENCODING', 'OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'HOME', 'TMPDIR', 'PWD', 'HOSTNAME'},
+     ','.join(sorted(os.environ)))
 """
 
 
@@ -117,3 +118,17 @@ def doctor(
     except Exception as e:  # noqa: BLE001 - the doctor reports, it does not crash
         table.add_row("session starts", mark[False], f"{type(e).__name__}: {e}")
     console.print(table)
+
+
+@app.command()
+def packages(force: bool = typer.Option(False, help="Reinstall even when the folder is complete.")) -> None:
+    """Install numpy, sympy and mpmath for sandboxed code (one read-only folder per host, on every sandbox's path)."""
+    from tinyact.console import fail
+    from tinyact.errors import SandboxError
+    from tinyact.sandbox.packages import SANDBOX_PACKAGES, install
+
+    try:
+        path = install(force=force)
+    except SandboxError as e:
+        raise fail(str(e), 1) from None
+    print(f"{', '.join(SANDBOX_PACKAGES)}: {path}")

@@ -40,6 +40,10 @@ SANDBOX_ENV = {
     "LC_ALL": "C.UTF-8",
     "PYTHONDONTWRITEBYTECODE": "1",
     "PYTHONIOENCODING": "utf-8",
+    # numpy's BLAS starts a thread per core by default: past the process budget on a big host,
+    # and a sandbox gets one CPU's worth of time anyway
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
 }
 TMP_PREFIX = "tinyact-sandbox-"  # + owner pid + "-" + random: host-side files of one sandbox
 
@@ -67,9 +71,11 @@ def _sandbox_python() -> str:
     return os.path.realpath(sys.executable)
 
 
-def _boot_code(lib: str) -> str:
-    """`python3 -c` code that starts the worker package found in `lib`."""
-    return f"import sys; sys.path.insert(0, {lib!r}); from worker.boot import main; main()"
+def _boot_code(lib: str, packages: str | None = None) -> str:
+    """`python3 -c` code that starts the worker package found in `lib` (`packages`: a folder of importable
+    packages for the sandboxed code, see ``packages.py``)."""
+    extra = f"; sys.path.append({packages!r})" if packages else ""
+    return f"import sys; sys.path.insert(0, {lib!r}){extra}; from worker.boot import main; main()"
 
 
 def _host_user(uid: int = NOBODY) -> dict[str, Any]:
@@ -105,7 +111,8 @@ DEV_SHM_MB = 64
 """Size of a bwrap sandbox's /dev/shm."""
 
 
-def _bwrap_argv(scratch_mb: int, extra_ro: list[str], lib: str | None = None) -> list[str]:
+def _bwrap_argv(scratch_mb: int, extra_ro: list[str], lib: str | None = None, packages: str | None = None) -> list[str]:
+    """bwrap's arguments (`packages`: a folder of packages, bound read-only on SANDBOX_DIR/packages)."""
     argv = [
         shutil.which("bwrap") or "bwrap",
         "--unshare-all",
@@ -134,6 +141,8 @@ def _bwrap_argv(scratch_mb: int, extra_ro: list[str], lib: str | None = None) ->
         "--dir", f"{SANDBOX_DIR}/lib",
     ]  # fmt: skip
     argv += ["--ro-bind", os.path.join(lib, "worker") if lib else str(WORKER_DIR), f"{SANDBOX_DIR}/lib/worker"]
+    if packages:
+        argv += ["--ro-bind", packages, f"{SANDBOX_DIR}/packages"]
     for key, value in {**SANDBOX_ENV, "HOME": "/scratch", "TMPDIR": "/scratch"}.items():
         argv += ["--setenv", key, value]
     # /dev is bwrap's own tmpfs, writable by the sandbox user and unbounded: read-only, with a
@@ -198,14 +207,16 @@ def _run(argv: list[str], **kw: Any) -> tuple[bool, str]:
 # scratch tmpfs (the one writable place), then exec the command.
 # Arguments: scratch mount options, the sandbox folder, its scratch root, the folders to hide, "--", argv.
 _SETUP_MOUNTS = """set -e
-opts=$1 sbx=$2 data=$3
-shift 3
+opts=$1 sbx=$2 data=$3 pkgs=$4
+shift 4
 exec 9<"$sbx"
+if [ -n "$pkgs" ]; then exec 8<"$pkgs"; fi
 while [ "$1" != "--" ]; do mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev tinyact-hidden "$1"; shift; done
 shift
 mkdir -p "$sbx"
 mount --no-canonicalize --rbind /proc/self/fd/9 "$sbx"
 exec 9<&-
+if [ -n "$pkgs" ]; then mount --no-canonicalize --rbind /proc/self/fd/8 "$sbx/packages"; exec 8<&-; fi
 while read -r _ _ _ _ mp _; do
   case "$mp" in *\\*|/proc|/proc/*) continue;; esac  # /proc: the uid_map is written after this
   mount -o remount,bind,ro "$mp" 2>/dev/null || true
@@ -226,8 +237,9 @@ def _hidden(keep: str) -> list[str]:
     return out
 
 
-def _unshare_argv(sbx: str, data: str, scratch_mb: int, uid: int) -> list[str]:
-    """unshare, then the mounts of _SETUP_MOUNTS (`sbx`: the sandbox's host folder, `data`: its scratch root).
+def _unshare_argv(sbx: str, data: str, scratch_mb: int, uid: int, packages: str | None = None) -> list[str]:
+    """unshare, then the mounts of _SETUP_MOUNTS (`sbx`: the sandbox's host folder, `data`: its scratch root,
+    `packages`: a folder bound read-only on `sbx/packages`, which must exist).
 
     As root the worker drops to `uid` itself. Otherwise the first user namespace
     maps the user to root (to mount), and a second one maps 65534 to the user:
@@ -239,9 +251,10 @@ def _unshare_argv(sbx: str, data: str, scratch_mb: int, uid: int) -> list[str]:
     hidden = _hidden(os.path.realpath(_sandbox_python()))
     if os.geteuid() != 0:
         argv.insert(1, "--map-root-user")  # implies --user
-        return [*argv, "/bin/sh", "-c", _SETUP_MOUNTS, "sh", opts, sbx, data, *hidden, "--",
+        return [*argv, "/bin/sh", "-c", _SETUP_MOUNTS, "sh", opts, sbx, data, packages or "", *hidden, "--",
                 unshare, "--map-user=65534", "--map-group=65534"]  # fmt: skip
-    return [*argv, "/bin/sh", "-c", _SETUP_MOUNTS, "sh", f"{opts},uid={uid},gid={uid}", sbx, data, *hidden, "--"]
+    return [*argv, "/bin/sh", "-c", _SETUP_MOUNTS, "sh", f"{opts},uid={uid},gid={uid}", sbx, data, packages or "",
+            *hidden, "--"]
 
 
 def best_isolation() -> Isolation:

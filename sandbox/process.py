@@ -92,9 +92,36 @@ def worker_lib() -> str:
             os.chmod(root, 0o755)
             for name in files:
                 os.chmod(os.path.join(root, name), 0o644)
+        _link_packages(lib)
         _libs[pid] = lib
         atexit.register(shutil.rmtree, lib, True)
         return lib
+
+
+def _link_packages(lib: str) -> None:
+    """The sandbox's packages (``packages.py``), when installed, as ``lib/packages``: hard links (a copy
+    across file systems) in this folder every uid can reach, since the installed folder may sit in a
+    home that the sandbox's uid cannot enter."""
+    from tinyact.sandbox.packages import installed
+
+    src = installed()
+    if src is None:
+        return
+    dst = os.path.join(lib, "packages")
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    try:
+        shutil.copytree(src, dst, copy_function=link)
+        for root, dirs, files in os.walk(dst):
+            os.chmod(root, 0o755)
+    except OSError as e:  # sandboxes still start, with the standard library only
+        log.warning("could not give the sandbox its packages from %s: %s", src, e)
+        shutil.rmtree(dst, ignore_errors=True)
 
 
 def _sweep_tmp_dirs() -> None:
@@ -138,6 +165,8 @@ class ProcessSandbox(RefCounted):
         os.chmod(self._tmp, 0o755)
         self._log = open(os.path.join(self._tmp, "worker.log"), "wb")  # noqa: SIM115
         lib = worker_lib()  # readable by the sandbox's uid wherever the package lives
+        packages: str | None = os.path.join(lib, "packages")  # numpy, sympy, mpmath when installed (worker_lib)
+        packages = packages if os.path.isdir(packages) else None
         if isolation != "bwrap":  # the sandbox sees its own folder only (unshare), or could write there (none)
             shutil.copytree(os.path.join(lib, "worker"), os.path.join(self._tmp, "lib", "worker"))
             lib = os.path.join(self._tmp, "lib")
@@ -162,8 +191,9 @@ class ProcessSandbox(RefCounted):
             cfg["scratch_root"] = f"{SANDBOX_DIR}/scratch"
             cfg["scratch"] = "/scratch"
             prefix, popen_user = _as_user(self._uid.uid)
-            argv = [*prefix, *_bwrap_argv(limits.scratch_mb, _extra_ro_paths(py), lib), py, "-E", "-s", "-B",
-                    "-c", _boot_code(f"{SANDBOX_DIR}/lib"), json.dumps(cfg)]  # fmt: skip
+            argv = [*prefix, *_bwrap_argv(limits.scratch_mb, _extra_ro_paths(py), lib, packages), py, "-E", "-s",
+                    "-B", "-c", _boot_code(f"{SANDBOX_DIR}/lib", packages and f"{SANDBOX_DIR}/packages"),
+                    json.dumps(cfg)]  # fmt: skip
         else:
             data = os.path.join(self._tmp, "data")
             os.mkdir(data, 0o700)  # private; under unshare a tmpfs of the sandbox's own covers it
@@ -173,9 +203,12 @@ class ProcessSandbox(RefCounted):
             cfg["scratch_root"] = data
             cfg["scratch"] = os.path.join(self._tmp, "scratch")
             env.update(HOME=cfg["scratch"], TMPDIR=cfg["scratch"])
-            argv = [_sandbox_python(), "-E", "-s", "-B", "-c", _boot_code(lib), json.dumps(cfg)]
+            if packages and isolation == "unshare":  # bound on this empty folder inside
+                os.mkdir(os.path.join(self._tmp, "packages"), 0o755)
+            inside = os.path.join(self._tmp, "packages") if packages and isolation == "unshare" else packages
+            argv = [_sandbox_python(), "-E", "-s", "-B", "-c", _boot_code(lib, inside), json.dumps(cfg)]
             if isolation == "unshare":
-                argv = [*_unshare_argv(self._tmp, data, limits.scratch_mb, self._uid.uid), *argv]
+                argv = [*_unshare_argv(self._tmp, data, limits.scratch_mb, self._uid.uid, packages), *argv]
         try:
             self.proc = subprocess.Popen(
                 argv,
