@@ -33,6 +33,11 @@ size_mb = st.f_blocks * st.f_frsize // 2**20
 line('scratch size limited', size_mb <= SCRATCH_MB, f'{size_mb} MiB file system under the working directory')
 seen = [p for p in HOST_PATHS if os.path.exists(p)]
 line('host files hidden', not seen, 'visible: ' + ', '.join(seen) if seen else ', '.join(HOST_PATHS))
+try:
+    import numpy, sympy, mpmath
+    line('packages: numpy, sympy, mpmath', True, os.path.dirname(os.path.dirname(sympy.__file__)))
+except ImportError as e:
+    line('packages: numpy, sympy, mpmath', False, f'{e}: run `tinyact sandbox packages`')
 line('no host environment', set(os.environ) <= {'PATH', 'LANG', 'LC_ALL', 'PYTHONDONTWRITEBYTECODE',
      'PYTHONIOENCODING', 'OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'HOME', 'TMPDIR', 'PWD', 'HOSTNAME'},
      ','.join(sorted(os.environ)))

@@ -26,6 +26,9 @@ def test_doctor_reports_isolation_and_checks():
     rows = _rows(r.output)
     assert rows["seccomp: sockets of AF_UNIX only"] == "ok" and rows["scratch size limited"] == "ok"
     assert rows["host files hidden"] == "ok"
+    from tinyact.sandbox.packages import installed
+
+    assert rows["packages: numpy, sympy, mpmath"] == ("ok" if installed() else "FAIL")
     # the process budget is a sandbox's own only where a uid of its own can be had (root)
     assert rows["process budget per sandbox"] == ("ok" if os.geteuid() == 0 else "FAIL")
 
