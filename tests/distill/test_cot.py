@@ -19,16 +19,6 @@ from tinyact.models.engines import ReplayEngine
 from tinyact.schema import Completion
 
 
-@pytest.fixture(scope="module")
-def data_dir() -> Path:
-    from tinyact.eval.datasets import shared_data_dir
-
-    try:
-        return shared_data_dir()
-    except ConfigError as e:
-        pytest.skip(f"real training questions not available: {e}")
-
-
 def _pipeline(tmp_path: Path, engine: ReplayEngine, **kw) -> Pipeline:
     kw = {"tasks": [TaskSource(source="benchmark", name="math", split="train", n=3)], "batch_size": 8, **kw}
     config = DistillConfig(workdir=str(tmp_path / "run"), teacher="t", check_overlap=False, **kw)
@@ -45,7 +35,7 @@ def _boxed(answer: object) -> str:
     return f"so the answer is $\\boxed{{{answer}}}$."
 
 
-def test_prefix_rows_are_reused_or_continued_and_answers_graded(data_dir, tmp_path):
+def test_prefix_rows_are_reused_or_continued_and_answers_graded(shared_data, tmp_path):
     probe = _pipeline(tmp_path, ReplayEngine([]))
     q0, q1, q2 = probe.questions()
     # the prefixes stage (256 tokens, stopping at the first blank line): q0's answer is one paragraph that
@@ -101,7 +91,7 @@ def test_prefix_rows_are_reused_or_continued_and_answers_graded(data_dir, tmp_pa
     assert m["counts"]["examples"] == 2 and len(m["prompt_sha256"]) == 64
 
 
-def test_a_killed_run_resumes_where_it_stopped(data_dir, tmp_path):
+def test_a_killed_run_resumes_where_it_stopped(shared_data, tmp_path):
     probe = _pipeline(tmp_path, ReplayEngine([]), batch_size=1)
     qs = probe.questions()
     # the first batch is answered, then the teacher goes away
@@ -121,12 +111,12 @@ def test_a_killed_run_resumes_where_it_stopped(data_dir, tmp_path):
     assert counts["correct"] == 2 and counts["origin"] == {"generated": 3}
 
 
-def test_qa_with_an_index_is_asked_with_passages_and_trained_on_them(data_dir, tmp_path):
+def test_qa_with_an_index_is_asked_with_passages_and_trained_on_them(shared_data, tmp_path):
     from tinyact.eval.cot import CoTSolver
     from tinyact.tools.retrieval import build_index
 
     corpus = tmp_path / "hotpot.jsonl"
-    with open(data_dir / "hotpotqa-distractor" / "train.jsonl", encoding="utf-8") as f:
+    with open(shared_data / "hotpotqa-distractor" / "train.jsonl", encoding="utf-8") as f:
         corpus.write_text("".join(itertools.islice(f, 3)), encoding="utf-8")
     index = build_index(corpus, tmp_path / "index", backend="bm25", progress=False)
     tasks = [TaskSource(source="benchmark", name="hotpotqa-distractor", split="train", n=2)]

@@ -43,6 +43,8 @@ def test_code_imports_numpy_and_sympy(packages, isolation):
         r = s.execute(CODE)
         assert r.error is None, r.error
         assert r.stdout.strip() == "[-1, 3] 10 18446744073709551616"
+        if isolation == "none":  # isolates nothing: the code may write wherever its user may
+            return
         # the folder is read-only inside, whatever its host permissions
         r = s.execute("import sympy, os\nopen(os.path.join(os.path.dirname(sympy.__file__), 'x'), 'w')")
         assert r.error is not None and r.error.type in ("OSError", "PermissionError"), r.error

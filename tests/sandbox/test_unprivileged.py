@@ -27,7 +27,7 @@ USER = "tinyact-nobody"
 REPO = Path(__file__).resolve().parents[2]
 SUITES = [
     "tests/sandbox/test_session.py", "tests/sandbox/test_protocol.py", "tests/sandbox/test_faults.py",
-    "tests/sandbox/test_tenants.py", "tests/sandbox/security",
+    "tests/sandbox/test_tenants.py", "tests/sandbox/security", "tests/sandbox/test_packages.py",
 ]  # fmt: skip
 
 pytestmark = [
@@ -77,8 +77,31 @@ def checkout():
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def packages():
+    """The sandbox's packages as a folder the user can read (root's own sits under /root): hard links."""
+    from tinyact.sandbox.packages import install
+
+    src = install()
+    root = Path(tempfile.mkdtemp(prefix="tinyact-unprivileged-pkgs-"))
+    root.chmod(0o755)
+
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, root / "pkgs", copy_function=link)
+    for path in [root / "pkgs", *(root / "pkgs").rglob("*")]:
+        if path.is_dir():
+            path.chmod(0o755)
+    yield root / "pkgs"
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.mark.parametrize("isolation", ["bwrap", "unshare"])
-def test_sandbox_suites_pass_as_an_unprivileged_user(checkout, isolation):
+def test_sandbox_suites_pass_as_an_unprivileged_user(checkout, packages, isolation):
     if not probe_isolation()[isolation][0]:
         pytest.skip(f"{isolation} does not work here (even for root)")
     python, paths = _interpreter()
@@ -90,6 +113,7 @@ def test_sandbox_suites_pass_as_an_unprivileged_user(checkout, isolation):
         "TMPDIR": "/tmp",
         "PYTHONPATH": os.pathsep.join([str(checkout.parent), *paths]),
         "TINYACT_TEST_ISOLATION": isolation,
+        "TINYACT_SANDBOX_PACKAGES": str(packages),
     }
     try:
         p = _as_user(
