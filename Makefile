@@ -98,7 +98,7 @@ clean-venv:
 	rm -rf $(VENV)
 
 # The docker sandbox image, built offline: debootstrap a minimal Debian with
-# python3 from this machine's apt mirror, then `docker import` (needs root and
+# python3, numpy and sympy from this machine's apt mirror, then `docker import` (needs root and
 # a running Docker engine; see README "Sandbox").
 DOCKER_IMAGE ?= tinyact-sandbox:latest
 .PHONY: docker-image

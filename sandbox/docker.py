@@ -11,7 +11,11 @@ One container per sandbox (a session and its forks):
   tagged with a session id, see ``worker/mux.py``), so a round trip costs
   about what it costs in the process backend, not the 80-170 ms of an
   ``exec_run`` per step. The worker's source travels over that stream too, so
-  the image needs nothing but python3.
+  the image needs nothing but python3 (``build_image.sh`` adds Debian's numpy
+  and sympy for the code: its interpreter's own dist-packages).
+- Images built by ``build_image.sh`` carry its hash (label ``tinyact.sandbox.recipe``);
+  one built by another recipe, or one that says it is no sandbox image (the API
+  image), is refused with what to do (``image_problem``).
 - UID is a uid of this sandbox's own (``uids.py``), so the process limit
   (RLIMIT_NPROC, per host uid) is not shared with other containers.
 - Timeouts are enforced inside the container by the holder processes, as in
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -47,12 +52,15 @@ from tinyact.sandbox.uids import lease_uid
 from tinyact.sandbox.worker import MODULES
 from tinyact.sandbox.worker.protocol import MAX_FRAME, Channel, ProtocolError, decode
 
-__all__ = ["DEFAULT_IMAGE", "DockerSandbox", "docker_available", "start_docker_session", "sweep_orphans"]
+__all__ = ["DEFAULT_IMAGE", "DockerSandbox", "docker_available", "image_problem", "image_recipe", "start_docker_session",
+           "sweep_orphans"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE = os.environ.get("TINYACT_SANDBOX_IMAGE", "tinyact-sandbox:latest")
 LABEL = "tinyact.sandbox"
+IMAGE_LABEL = "tinyact.sandbox.image"  # "1": built by build_image.sh; "": not a sandbox image (the API image)
+RECIPE_LABEL = "tinyact.sandbox.recipe"  # the hash of the build_image.sh that built it
 HERE = Path(__file__).resolve().parent
 _MUX_HDR = struct.Struct(">II")
 START_TIMEOUT_S = 60.0
@@ -96,20 +104,62 @@ def _client():
     return client
 
 
+@functools.cache
+def image_recipe() -> str | None:
+    """The hash build_image.sh labels its images with (its first 16 hex of sha256), None without the script."""
+    try:
+        return hashlib.sha256((HERE / "build_image.sh").read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
+def image_problem(image: str, labels: dict[str, str] | None) -> str | None:
+    """Why the image with these labels must not be used as the sandbox, or None when it may.
+
+    An image without the ``tinyact.sandbox.image`` label is someone's own and is used
+    as it is; one built by build_image.sh must carry this checkout's recipe hash.
+    """
+    labels = labels or {}
+    if IMAGE_LABEL not in labels:
+        return None
+    if labels[IMAGE_LABEL] != "1":
+        return f"image {image} is not a sandbox image (label {IMAGE_LABEL}={labels[IMAGE_LABEL]!r}): " \
+               "use tinyact-sandbox:latest, built with `make docker-image`"
+    want, have = image_recipe(), labels.get(RECIPE_LABEL)
+    if want is not None and have != want:
+        return (f"image {image} was built by another sandbox/build_image.sh (recipe {have or 'unlabelled'}, this "
+                f"tinyact's is {want}; older images lack numpy and sympy): rebuild it with `make docker-image`")
+    return None
+
+
+def _image_labels(client, image: str) -> dict[str, str]:
+    """The image's labels; SandboxError (BACKEND_UNAVAILABLE) when it is missing or must not be used."""
+    try:
+        labels = client.images.get(image).labels or {}
+    except Exception:  # noqa: BLE001 - not found, or the engine could not say
+        raise SandboxError(f"docker image {image} not found: build it with `make docker-image`",
+                           code=SandboxErrorCode.BACKEND_UNAVAILABLE) from None
+    problem = image_problem(image, labels)
+    if problem:
+        raise SandboxError(problem, code=SandboxErrorCode.BACKEND_UNAVAILABLE)
+    return labels
+
+
 def docker_available(image: str | None = None) -> tuple[bool, str]:
-    """(works, why): SDK importable, engine answering, image present."""
+    """(works, why): SDK importable, engine answering, image present and of this recipe."""
     try:
         client = _client()
     except SandboxError as e:
         return False, str(e)
     image = image or DEFAULT_IMAGE
     try:
-        client.images.get(image)
-    except Exception:  # noqa: BLE001
-        return False, f"image {image} not found: build it with `make docker-image`"
+        labels = _image_labels(client, image)
+    except SandboxError as e:
+        return False, str(e)
     finally:
         client.close()
-    return True, f"engine ok, image {image}"
+    recipe = f"recipe {labels[RECIPE_LABEL]}" if RECIPE_LABEL in labels else "not built by build_image.sh"
+    return True, f"engine ok, image {image} ({recipe})"
 
 
 def sweep_orphans(client) -> int:
@@ -199,12 +249,10 @@ class DockerSandbox(RefCounted):
         self._closed = False
         self.client = _client()
         try:
-            self.client.images.get(self.image)
-        except Exception as e:  # noqa: BLE001
-            raise SandboxError(
-                f"docker image {self.image} not found: build it with `make docker-image`",
-                code=SandboxErrorCode.BACKEND_UNAVAILABLE,
-            ) from e
+            _image_labels(self.client, self.image)
+        except SandboxError:
+            self.client.close()
+            raise
         sweep_orphans(self.client)
         self._uid = lease_uid(switchable=True)  # a process budget (RLIMIT_NPROC) of its own
         self.uid = self._uid.uid
@@ -254,7 +302,8 @@ class DockerSandbox(RefCounted):
             "scratch_root": "/.tinyact/scratch",
             "scratch": "/scratch",
         }
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/scratch", "TMPDIR": "/scratch"}
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/scratch", "TMPDIR": "/scratch",
+               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}  # numpy's BLAS: one thread, as in the process backend
         exec_id = self.client.api.exec_create(
             self.container.id,
             ["python3", "-E", "-s", "-B", "-c", _BOOT],
@@ -412,7 +461,3 @@ def start_docker_session(*, limits: Limits, tools: dict[str, Any], image: str | 
     chan, hello = box.start()
     return Session(chan, box, limits=limits, tools=tools, info=hello)  # type: ignore[arg-type]
 
-
-@functools.cache
-def _image_name() -> str:
-    return DEFAULT_IMAGE

@@ -3,8 +3,9 @@
 Order: an engine that already answers (DOCKER_HOST or the default socket);
 else start our own ``dockerd`` (installing docker.io with apt when root and
 missing) with its own data root under /tmp, stopped when the tests end; then
-build the image with sandbox/build_image.sh when it is absent (debootstrap,
-a few minutes the first time; cached in that data root afterwards).
+build the image with sandbox/build_image.sh when it is absent or was built by
+another version of that script (its ``tinyact.sandbox.recipe`` label differs:
+debootstrap, a few minutes; cached in that data root afterwards).
 """
 
 from __future__ import annotations
@@ -104,10 +105,27 @@ def ensure_docker() -> str | None:
     ok, why = docker_available()
     if ok:
         return None
-    if "not found" not in why:
+    if not needs_build(DEFAULT_IMAGE):
         return why
     ok, out = _run(["bash", str(REPO / "sandbox" / "build_image.sh"), DEFAULT_IMAGE], 1200)
     if not ok:
         return f"could not build {DEFAULT_IMAGE} with sandbox/build_image.sh: {out}"
     ok, why = docker_available()
     return None if ok else why
+
+
+def needs_build(image: str) -> bool:
+    """Whether build_image.sh should (re)build ``image``: absent, or labelled as a sandbox image of
+    another recipe. Not someone's own image, nor one that says it is no sandbox image."""
+    import docker
+
+    from tinyact.sandbox.docker import IMAGE_LABEL, image_problem
+
+    client = docker.from_env(timeout=30)
+    try:
+        labels = client.images.get(image).labels or {}
+    except docker.errors.ImageNotFound:
+        return True
+    finally:
+        client.close()
+    return labels.get(IMAGE_LABEL) == "1" and image_problem(image, labels) is not None
