@@ -34,10 +34,16 @@ line('scratch size limited', size_mb <= SCRATCH_MB, f'{size_mb} MiB file system 
 seen = [p for p in HOST_PATHS if os.path.exists(p)]
 line('host files hidden', not seen, 'visible: ' + ', '.join(seen) if seen else ', '.join(HOST_PATHS))
 try:
-    import numpy, sympy, mpmath
-    line('packages: numpy, sympy, mpmath', True, os.path.dirname(os.path.dirname(sympy.__file__)))
+    import site, numpy, sympy, mpmath
+    own, where = {os.path.realpath(p) for p in site.getsitepackages()}, {}
+    for m in (numpy, sympy, mpmath):
+        where.setdefault(os.path.dirname(os.path.dirname(os.path.realpath(m.__file__))), []).append(
+            f'{m.__name__} {m.__version__}')
+    line('packages: numpy, sympy, mpmath', True, '; '.join(
+        ', '.join(names) + (" from the interpreter's own " + d if d in own else ' from the packages folder '
+                            + d + (f' (host: {PACKAGES_HOST})' if PACKAGES_HOST else '')) for d, names in where.items()))
 except ImportError as e:
-    line('packages: numpy, sympy, mpmath', False, f'{e}: run `tinyact sandbox packages`')
+    line('packages: numpy, sympy, mpmath', False, f'{e}: {PACKAGES_HINT}')
 line('no host environment', set(os.environ) <= {'PATH', 'LANG', 'LC_ALL', 'PYTHONDONTWRITEBYTECODE',
      'PYTHONIOENCODING', 'OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'HOME', 'TMPDIR', 'PWD', 'HOSTNAME'},
      ','.join(sorted(os.environ)))
@@ -58,6 +64,15 @@ def _budget_row(backend: str, session) -> tuple[bool, str]:
         f"runs as you (uid {os.geteuid()}): RLIMIT_NPROC counts all your processes and sandboxes together; "
         "run as root (or use docker) for a budget per sandbox"
     )
+
+
+def _packages_source(backend: str) -> tuple[str | None, str]:
+    """(the host folder the process backend's packages come from or None, what to do when they are missing)."""
+    if backend == "docker":
+        return None, "the image lacks them: rebuild it with `make docker-image`"
+    from tinyact.sandbox.packages import installed
+
+    return installed(), "run `tinyact sandbox packages`"
 
 
 @app.command()
@@ -108,7 +123,8 @@ def doctor(
             started = time.perf_counter() - t
             table.add_row("session starts", mark[True], f"{started * 1e3:.0f} ms, {s.isolation}, python {s.info.get('python')}")
             host_paths = [str(Path(__file__).resolve().parent), str(Path(sys.executable).resolve()), "/etc/passwd"]
-            r = s.execute(f"HOST_PATHS = {host_paths!r}\nSCRATCH_MB = {s.limits.scratch_mb}\n" + _CHECKS)
+            r = s.execute(f"HOST_PATHS = {host_paths!r}\nSCRATCH_MB = {s.limits.scratch_mb}\n"
+                          + "PACKAGES_HOST = {!r}\nPACKAGES_HINT = {!r}\n".format(*_packages_source(backend)) + _CHECKS)
             for row in r.stdout.splitlines():
                 name, result, detail = (row.split("\t") + ["", ""])[:3]
                 table.add_row(name, mark[result == "ok"], detail)

@@ -20,7 +20,7 @@ def _rows(output: str) -> dict[str, str]:
 def test_doctor_reports_isolation_and_checks():
     import os
 
-    r = CliRunner().invoke(app, ["sandbox", "doctor"], terminal_width=200)
+    r = CliRunner().invoke(app, ["sandbox", "doctor"], env={"COLUMNS": "300"})
     assert r.exit_code == 0, r.output
     assert "chosen isolation" in r.output and "bwrap" in r.output
     rows = _rows(r.output)
@@ -29,6 +29,8 @@ def test_doctor_reports_isolation_and_checks():
     from tinyact.sandbox.packages import installed
 
     assert rows["packages: numpy, sympy, mpmath"] == ("ok" if installed() else "FAIL")
+    if installed():  # and says where from: the folder (the host's python3 has no numpy of its own here)
+        assert f"from the packages folder /.tinyact/packages (host: {installed()})" in r.output
     # the process budget is a sandbox's own only where a uid of its own can be had (root)
     assert rows["process budget per sandbox"] == ("ok" if os.geteuid() == 0 else "FAIL")
 
