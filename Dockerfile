@@ -24,9 +24,13 @@
 #                                           /proc paths forbid it)
 # and on AppArmor hosts also apparmor=unconfined. Without them bwrap and unshare
 # both fail and the sandbox refuses to run code (it says so in the log).
+# Sandboxed code may import numpy, sympy and mpmath: Debian's python3-numpy and
+# python3-sympy in the system python3 the sandbox runs (already in the
+# debootstrapped base; installed here for any other bookworm base).
 # Models: the catalog prepares weights on first use into $TINYACT_HOME (/data);
 # mount a prepared cache (read-only is fine; its files must be readable by
-# uid 10001) and point TINYACT_HOME at it. Image: 1.32 GB (torch CPU 0.75 of it).
+# uid 10001) and point TINYACT_HOME at it. Image: 1.42 GB (torch CPU 0.75 of it,
+# the base with numpy and sympy 0.22).
 ARG BASE=tinyact-sandbox:latest
 
 FROM ${BASE} AS build
@@ -56,7 +60,7 @@ FROM ${BASE}
 USER root
 RUN rm -f /tmp /scratch && mkdir -m 1777 /tmp \
     && apt-get update \
-    && apt-get install -y --no-install-recommends bubblewrap python3 \
+    && apt-get install -y --no-install-recommends bubblewrap python3 python3-numpy python3-sympy \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
     && useradd --create-home --uid 10001 tinyact \
     && mkdir -p /data && chown tinyact:tinyact /data

@@ -128,7 +128,8 @@ def image_problem(image: str, labels: dict[str, str] | None) -> str | None:
     want, have = image_recipe(), labels.get(RECIPE_LABEL)
     if want is not None and have != want:
         return (f"image {image} was built by another sandbox/build_image.sh (recipe {have or 'unlabelled'}, this "
-                f"tinyact's is {want}; older images lack numpy and sympy): rebuild it with `make docker-image`")
+                f"tinyact's is {want}; it may lack what code expects, e.g. numpy and sympy): rebuild it with "
+                "`make docker-image`")
     return None
 
 

@@ -89,8 +89,15 @@ def test_image_answers_a_real_run_with_a_key_as_uid_10001(image: str, cache: Pat
         assert body["end_reason"] in ("final_answer", "max_steps")
         assert len(body["steps"]) == 1 and body["trajectory"]["usage"]["completion_tokens"] > 0
         # the sandbox ran the step under bubblewrap (not the weaker fallbacks)
-        doctor = docker("exec", name, "tinyact", "sandbox", "doctor").stdout
+        doctor = docker("exec", "-e", "COLUMNS=300", name, "tinyact", "sandbox", "doctor").stdout
         assert "chosen isolation" in doctor and "bwrap" in doctor.split("chosen isolation", 1)[1].split("\n")[0]
+        # sandboxed code computes with Debian's numpy and sympy, the image's python3's own
+        packages = doctor.split("packages: numpy, sympy, mpmath", 1)[1].split("\n")[0]
+        assert " ok " in packages and "from the interpreter's own /usr/lib/python3/dist-packages" in packages, doctor
+        solve = ("from tinyact.sandbox import open_session\nwith open_session() as s:\n"
+                 "    r = s.execute('import sympy\\nx = sympy.symbols(\"x\")\\nprint(sympy.solve(x**2 - 4, x))')\n"
+                 "    print(r.stdout, r.error)")
+        assert docker("exec", name, "python", "-c", solve).stdout.split() == ["[-2,", "2]", "None"]
 
 
 def test_image_without_keys_serves_loopback_only(image: str, cache: Path):
