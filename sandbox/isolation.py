@@ -124,6 +124,8 @@ def _bwrap_argv(scratch_mb: int, extra_ro: list[str], lib: str | None = None, pa
         "--gid", "65534",
         "--hostname", "sandbox",
         "--ro-bind", "/usr", "/usr",
+        # symlinks into /usr only, but Debian resolves libraries through them (numpy's libblas.so.3)
+        "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
         "--symlink", "usr/bin", "/bin",
         "--symlink", "usr/sbin", "/sbin",
         "--symlink", "usr/lib", "/lib",
