@@ -1,4 +1,5 @@
-"""Terminal output for every command: one error helper, one listing helper, one progress bar.
+"""Terminal output for every command: one error helper, one listing helper, one progress bar,
+and the Ctrl-C of long jobs (finish what is in flight, then stop).
 
 Imported by CLI modules and long jobs only (never by ``import tinyact``).
 """
@@ -11,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-__all__ = ["console", "err", "expected_failure", "fail", "print_records", "progress_bar", "tally"]
+__all__ = ["console", "drain_on_interrupt", "err", "expected_failure", "fail", "print_records", "progress_bar", "tally"]
 
 EXTRAS = {
     "torch": "models", "transformers": "models", "accelerate": "models", "gguf": "models", "safetensors": "models",
@@ -158,3 +159,47 @@ def tally(
             enabled(state["done"], total, state["solved"])
 
     yield advance_quietly
+
+
+@contextmanager
+def drain_on_interrupt(what: str = "runs") -> Iterator[Callable[[], bool]]:
+    """Ctrl-C for a long job that works on several items at once; yields ``stopping()``.
+
+    The first SIGINT (Ctrl-C, or ``kill -INT PID`` for a job in the background)
+    lets the items in flight finish and be saved while the job starts no new
+    one (it checks ``stopping()``); at the end of the block the job then stops
+    with ``KeyboardInterrupt``, so nothing after it runs on a half-done stage.
+    A second SIGINT raises ``KeyboardInterrupt`` at once: the job gives up what
+    is in flight (lost, as with a kill). A
+    rerun continues where it stopped. Outside the main thread, where signals
+    cannot be caught, ``stopping()`` is always False.
+
+    Example:
+        >>> with drain_on_interrupt("questions") as stopping:  # doctest: +SKIP
+        ...     while queue and not stopping():
+        ...         ...
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    hits = [0]
+
+    def handler(signum: int, frame: Any) -> None:
+        hits[0] += 1
+        if hits[0] > 1:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        err.print(f"[yellow]stopping:[/] finishing the {what} in flight, starting no new ones "
+                  "(Ctrl-C again to give them up)", highlight=False)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: hits[0] > 0
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if hits[0]:
+        err.print(f"stopped: the finished {what} are saved; rerun the same command to continue", highlight=False)
+        raise KeyboardInterrupt

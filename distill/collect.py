@@ -135,7 +135,9 @@ def collect_trajectories(
     then batches many conversations per call). Each finished run is one
     fsynced line, graded, with ``metadata``: question_id, gold, grader,
     correct, prefix_used. A kill loses only the runs in flight; rerunning skips
-    done ids and cuts a torn last line.
+    done ids and cuts a torn last line. Ctrl-C (SIGINT) lets the runs in flight
+    finish and be saved, starts no new one, then raises ``KeyboardInterrupt``
+    (twice: at once; see ``console.drain_on_interrupt``).
 
     With ``ray`` (a cluster address, see ``tinyact.eval.distributed``), the
     questions are spread over ``workers`` Ray actors instead of threads; each
@@ -180,24 +182,33 @@ def collect_trajectories(
     def run_one(q: Question) -> Trajectory:
         return run_question(agent, q, prefixes.get(q.id))  # type: ignore[arg-type]
 
-    with JsonlWriter(out_path) as w, bar as advance, ThreadPoolExecutor(max(1, workers), thread_name_prefix="collect") as pool:
-        pending: dict[Future, Question] = {}
-        queue = list(todo)
-        while queue or pending:
-            while queue and len(pending) < workers:
-                q = queue.pop(0)
-                pending[pool.submit(run_one, q)] = q
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                q = pending.pop(fut)
-                try:
-                    t = fut.result()
-                except Exception as e:  # an infrastructure failure: log, leave undone, go on
-                    failed += 1
-                    log.warning("question %s failed: %s: %s", q.id, type(e).__name__, e)
-                    continue
-                w.write(t.to_jsonl())
-                advance(bool(t.metadata["correct"]))
+    from tinyact.console import drain_on_interrupt
+
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="collect")
+    pending: dict[Future, Question] = {}
+    queue, given_up = list(todo), False
+    try:
+        with drain_on_interrupt("questions") as stopping, JsonlWriter(out_path) as w, bar as advance:
+            while (queue and not stopping()) or pending:
+                while queue and len(pending) < workers and not stopping():
+                    q = queue.pop(0)
+                    pending[pool.submit(run_one, q)] = q
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    q = pending.pop(fut)
+                    try:
+                        t = fut.result()
+                    except Exception as e:  # an infrastructure failure: log, leave undone, go on
+                        failed += 1
+                        log.warning("question %s failed: %s: %s", q.id, type(e).__name__, e)
+                        continue
+                    w.write(t.to_jsonl())
+                    advance(bool(t.metadata["correct"]))
+    except KeyboardInterrupt:
+        given_up = bool(pending)  # a second Ctrl-C: do not wait for the runs in flight
+        raise
+    finally:
+        pool.shutdown(wait=not given_up, cancel_futures=True)
     return _summary(out_path, total, failed, started)
 
 

@@ -124,7 +124,9 @@ def generate_cot_answers(
     found = dict(zip((q.id for q in qa), retrieve_passages(retriever, [q.question for q in qa], rag_k)))
     count = len(questions) - len(todo)
 
-    with jsonl.JsonlWriter(out_path) as w:
+    from tinyact.console import drain_on_interrupt
+
+    with drain_on_interrupt("answers") as stopping, jsonl.JsonlWriter(out_path) as w:
 
         def write(work: _Work, text: str, tokens: int, seconds: float, truncated: bool) -> None:
             _write_answer(w, work, text, tokens, seconds, truncated, teacher=teacher, sampling=sampling,
@@ -162,6 +164,8 @@ def generate_cot_answers(
         for (kind, budget), works in groups.items():
             stop = [_CLOSE[kind]] if _CLOSE[kind] else []
             for i in range(0, len(works), batch_size):
+                if stopping():  # Ctrl-C: the batch in flight is saved, no new one starts
+                    break
                 batch = works[i : i + batch_size]
                 started = time.time()
                 outputs = engine.generate([b.messages for b in batch], n=1, stop=stop,

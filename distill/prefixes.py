@@ -85,8 +85,12 @@ def generate_prefixes(
     sampling = sampling or SamplingParams(temperature=0.0, max_tokens=256)
     done = {r["id"] for r in iter_lines(out_path)}
     todo = [q for q in questions if q.id not in done]
-    with JsonlWriter(out_path) as w:
+    from tinyact.console import drain_on_interrupt
+
+    with drain_on_interrupt("prefixes") as stopping, JsonlWriter(out_path) as w:
         for i in range(0, len(todo), batch_size):
+            if stopping():  # Ctrl-C: the batch in flight is saved, no new one starts
+                break
             batch = todo[i : i + batch_size]
             kinds = ["qa" if q.metadata.get("grader") == "qa" else "math" for q in batch]
             convs = [cot_messages(q.question, k) for q, k in zip(batch, kinds)]

@@ -256,7 +256,8 @@ def run_eval(
     Each graded question is appended to ``out_dir/results.jsonl`` as one line
     (flushed and fsynced). On a restart, ids already there are skipped and a
     half-written line from a crash is dropped. ``config.json`` records the
-    settings; ``summary.json`` is written at the end.
+    settings; ``summary.json`` is written at the end. Ctrl-C (SIGINT) finishes
+    and saves the batch in flight, then raises ``KeyboardInterrupt`` (twice: at once).
 
     Args:
         benchmark: The questions and their checker.
@@ -305,12 +306,12 @@ def run_eval(
     todo = [q for q in questions if q.id not in done]
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
 
-    from tinyact.console import tally
+    from tinyact.console import drain_on_interrupt, tally
 
-    with tally(benchmark.name, len(questions), done=len(questions) - len(todo), score="acc",
-               enabled=progress) as advance:
+    with drain_on_interrupt("questions") as stopping, tally(
+            benchmark.name, len(questions), done=len(questions) - len(todo), score="acc", enabled=progress) as advance:
         with jsonl.JsonlWriter(out / RESULTS) as results:
-            for batch, (preds, batch_started_at, seconds) in zip(batches, _solved(solve_batch, batches), strict=True):
+            for batch, (preds, batch_started_at, seconds) in zip(batches, _solved(solve_batch, batches, stopping)):
                 if len(preds) != len(batch):
                     raise ConfigError(f"solve_batch returned {len(preds)} predictions for {len(batch)} questions")
                 per_question = seconds / len(batch)
@@ -331,14 +332,18 @@ def run_eval(
     return summary
 
 
-def _solved(solve_batch: SolveBatch, batches: list[list[Question]]) -> Iterator[tuple[list[Prediction], float, float]]:
-    """(predictions, start time, seconds) per batch, in order: one call after another, or all at
-    once on a solver that spreads them (``map_batches``: ``RaySolve`` on a Ray cluster)."""
+def _solved(solve_batch: SolveBatch, batches: list[list[Question]],
+            stopping: Callable[[], bool] = lambda: False) -> Iterator[tuple[list[Prediction], float, float]]:
+    """(predictions, start time, seconds) per batch, in order: one call after another (none after
+    ``stopping()``: Ctrl-C), or all at once on a solver that spreads them (``map_batches``:
+    ``RaySolve`` on a Ray cluster)."""
     spread = getattr(solve_batch, "map_batches", None)
     if spread is not None:
         yield from spread(batches)
         return
     for batch in batches:
+        if stopping():
+            return
         started, started_at = time.perf_counter(), time.time()
         preds = list(solve_batch(batch))
         yield preds, started_at, time.perf_counter() - started

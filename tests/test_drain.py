@@ -1,0 +1,126 @@
+"""Ctrl-C on long jobs: the first finishes and saves what is in flight and starts nothing new,
+the second gives it up; a rerun continues (real subprocesses, real signals)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.distill.fakes import FAKE_ENGINE_SOURCE  # type: ignore[attr-defined]
+
+QUESTIONS = [(f"q{i}", f"What is {i} * 7?", i * 7) for i in range(6)]
+
+COLLECT = textwrap.dedent(
+    """
+    import sys
+    from tinyact.agents.agent import Agent
+    from tinyact.distill import collect_trajectories
+    from tinyact.eval.datasets import Question
+    {engine}
+    qs = [Question(qid, q, a, {{"grader": "code"}}) for qid, q, a in {questions!r}]
+    with Agent(ExprEngine(delay=float(sys.argv[2])), max_steps=2) as agent:
+        collect_trajectories(agent, qs, sys.argv[1], workers=2, progress=False)
+    """
+)
+
+EVAL = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from tinyact.eval.datasets import Benchmark, Question
+    from tinyact.eval.runner import Prediction, run_eval
+    qs = [Question(qid, q, str(a)) for qid, q, a in {questions!r}]
+    bench = Benchmark(name="t", kind="qa", split="test", questions=qs, path=Path("x"))
+
+    def solve(batch):  # the solver is this test's input: slow, always right
+        time.sleep(float(sys.argv[2]))
+        return [Prediction(text=q.answer) for q in batch]
+
+    run_eval(bench, solve, sys.argv[1], batch_size=2, progress=False)
+    """
+)
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+
+
+def _start(tmp_path: Path, source: str, out: Path, delay: float) -> subprocess.Popen:
+    script = tmp_path / "job.py"
+    script.write_text(source)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
+                                                                       os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen([sys.executable, str(script), str(out), str(delay)], stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+
+
+def _wait_for_lines(proc: subprocess.Popen, path: Path, n: int) -> int:
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if len(_lines(path)) >= n:
+            return len(_lines(path))
+        if proc.poll() is not None:
+            pytest.fail(f"job exited early with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.02)
+    pytest.fail(f"job wrote fewer than {n} lines in 120 s")
+
+
+def _finish(proc: subprocess.Popen) -> tuple[int, str]:
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the job did not stop within 60 s of Ctrl-C")
+    return proc.returncode, stderr
+
+
+def test_collect_first_ctrl_c_saves_the_runs_in_flight_and_starts_no_new_one(tmp_path):
+    out = tmp_path / "t.jsonl"
+    # 2 workers, 2 s per model call: q0+q1 end together, then q2+q3 are in flight when Ctrl-C comes
+    proc = _start(tmp_path, COLLECT.format(engine=FAKE_ENGINE_SOURCE, questions=QUESTIONS), out, 2.0)
+    seen = _wait_for_lines(proc, out, 2)
+    proc.send_signal(signal.SIGINT)
+    code, stderr = _finish(proc)
+    assert code != 0, "a drained job must not look finished"
+    assert "finishing the questions in flight" in stderr and "rerun the same command to continue" in stderr
+    ids = [t["metadata"]["question_id"] for t in _lines(out)]
+    assert seen < len(ids) < len(QUESTIONS), f"in flight saved, nothing new started: saw {seen}, ended with {ids}"
+    assert len(ids) == len(set(ids))
+    # the rerun does the rest, once each
+    proc = _start(tmp_path, COLLECT.format(engine=FAKE_ENGINE_SOURCE, questions=QUESTIONS), out, 0.0)
+    code, stderr = _finish(proc)
+    assert code == 0, stderr[-2000:]
+    assert sorted(t["metadata"]["question_id"] for t in _lines(out)) == sorted(q for q, _, _ in QUESTIONS)
+
+
+def test_collect_second_ctrl_c_gives_up_the_runs_in_flight(tmp_path):
+    out = tmp_path / "t.jsonl"
+    proc = _start(tmp_path, COLLECT.format(engine=FAKE_ENGINE_SOURCE, questions=QUESTIONS), out, 3.0)
+    seen = _wait_for_lines(proc, out, 2)  # q0 and q1; q2 and q3 are in flight
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    code, stderr = _finish(proc)
+    assert code != 0 and "KeyboardInterrupt" in stderr
+    assert len(_lines(out)) == seen, "the second Ctrl-C must not wait to save the runs in flight"
+
+
+def test_eval_ctrl_c_saves_the_batch_in_flight(tmp_path):
+    out = tmp_path / "run"
+    proc = _start(tmp_path, EVAL.format(questions=QUESTIONS), out, 1.5)
+    seen = _wait_for_lines(proc, out / "results.jsonl", 2)  # the first batch of 2
+    proc.send_signal(signal.SIGINT)
+    code, stderr = _finish(proc)
+    assert code != 0 and "finishing the questions in flight" in stderr
+    results = _lines(out / "results.jsonl")
+    assert seen == 2 and len(results) == 4, "the second batch (in flight) is saved, the third never starts"
+    assert all(r["score"]["correct"] for r in results)
+    assert not (out / "summary.json").exists(), "no summary for a stopped run"
