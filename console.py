@@ -170,9 +170,9 @@ def drain_on_interrupt(what: str = "runs") -> Iterator[Callable[[], bool]]:
     one (it checks ``stopping()``); at the end of the block the job then stops
     with ``KeyboardInterrupt``, so nothing after it runs on a half-done stage.
     A second SIGINT raises ``KeyboardInterrupt`` at once: the job gives up what
-    is in flight (lost, as with a kill). A
-    rerun continues where it stopped. Outside the main thread, where signals
-    cannot be caught, ``stopping()`` is always False.
+    is in flight (lost, as with a kill). A rerun continues where it stopped.
+    Outside the main thread, where signals cannot be caught, ``stopping()`` is
+    always False.
 
     Example:
         >>> with drain_on_interrupt("questions") as stopping:  # doctest: +SKIP

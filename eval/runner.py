@@ -311,7 +311,9 @@ def run_eval(
     with drain_on_interrupt("questions") as stopping, tally(
             benchmark.name, len(questions), done=len(questions) - len(todo), score="acc", enabled=progress) as advance:
         with jsonl.JsonlWriter(out / RESULTS) as results:
+            answered = 0
             for batch, (preds, batch_started_at, seconds) in zip(batches, _solved(solve_batch, batches, stopping)):
+                answered += 1
                 if len(preds) != len(batch):
                     raise ConfigError(f"solve_batch returned {len(preds)} predictions for {len(batch)} questions")
                 per_question = seconds / len(batch)
@@ -326,6 +328,8 @@ def run_eval(
                                     batch_started_at=batch_started_at)
                     results.write(result)
                     advance(score.correct)
+            if answered < len(batches) and not stopping():  # zip stops at the shorter: a solver that lost batches
+                raise ConfigError(f"the solver answered {answered} of {len(batches)} batches")
 
     summary = summarize(load_results(out), cfg)
     _write_json(out / SUMMARY, summary.model_dump())

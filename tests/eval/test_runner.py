@@ -124,6 +124,21 @@ def test_solver_must_return_one_prediction_per_question(tmp_path):
         run_eval(_bench(2), Solver(), tmp_path / "run2", batch_size=0, progress=False)
 
 
+class LosesTheLastBatch(Solver):
+    """A solver that spreads batches (as RaySolve does) but hands back all but the last."""
+
+    def map_batches(self, batches):
+        for batch in batches[:-1]:
+            yield self(batch), 0.0, 1.0
+
+
+def test_a_spreading_solver_that_loses_batches_is_an_error_not_a_short_run(tmp_path):
+    solver = LosesTheLastBatch()
+    with pytest.raises(ConfigError, match="answered 2 of 3 batches"):
+        run_eval(_bench(6), solver, tmp_path / "run", batch_size=2, progress=False)
+    assert [r.id for r in load_results(tmp_path / "run")] == ["q0", "q1", "q2", "q3"]  # what came back is kept
+
+
 def test_progress_bar_runs(tmp_path):
     summary = run_eval(_bench(3), Solver(), tmp_path / "run", progress=True)
     assert summary.n == 3
