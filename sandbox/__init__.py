@@ -42,7 +42,7 @@ def open_session(
         (bwrap > unshare > none). "none" is refused unless allow_unsafe=True.
     tools: host-side callables the code can call by name; arguments and results
         travel as JSON. final_answer() is always there.
-    image: docker backend only; defaults to the image `make docker-image` builds.
+    image: docker backend only; defaults to the image `tinyact sandbox image` builds.
     reusable: process backend with bwrap or unshare only: a sandbox whose first
         session is a template that runs no code; its forks serve one run each and
         ``Session.reset()`` on the template puts the sandbox back as it started

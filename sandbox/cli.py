@@ -69,7 +69,7 @@ def _budget_row(backend: str, session) -> tuple[bool, str]:
 def _packages_source(backend: str) -> tuple[str | None, str]:
     """(the host folder the process backend's packages come from or None, what to do when they are missing)."""
     if backend == "docker":
-        return None, "the image lacks them: rebuild it with `make docker-image`"
+        return None, "the image lacks them: rebuild it with `tinyact sandbox image`"
     from tinyact.sandbox.packages import installed
 
     return installed(), "run `tinyact sandbox packages`"
@@ -139,6 +139,37 @@ def doctor(
     except Exception as e:  # noqa: BLE001 - the doctor reports, it does not crash
         table.add_row("session starts", mark[False], f"{type(e).__name__}: {e}")
     console.print(table)
+
+
+@app.command()
+def image(
+    name: str = typer.Argument("tinyact-sandbox:latest", help="The image to build (tag)."),
+) -> None:
+    """Build the docker backend's image offline: a minimal Debian (debootstrap) with python3, numpy and sympy.
+
+    Needs root, debootstrap (installed with apt when missing) and a Docker engine; takes a few minutes.
+    The image is labelled with the recipe's hash, so the docker backend refuses one an older tinyact built.
+    """
+    import os
+    import subprocess
+
+    from tinyact.console import fail
+    from tinyact.errors import SandboxError
+    from tinyact.sandbox.docker import HERE, _client
+
+    script = HERE / "build_image.sh"
+    if not script.is_file():
+        raise fail(f"{script} is missing: reinstall tinyact (the wheel ships it)", 1)
+    if os.geteuid() != 0:
+        raise fail("building the sandbox image needs root (debootstrap makes a Debian root file system): "
+                   "run `sudo tinyact sandbox image`", 1)
+    try:  # before minutes of debootstrap: the engine must answer
+        _client().close()
+    except SandboxError as e:
+        raise fail(str(e), 1) from None
+    code = subprocess.call(["bash", str(script), name])
+    if code:
+        raise fail(f"building {name} failed (exit {code}; the output above says where)", code)
 
 
 @app.command()

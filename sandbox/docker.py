@@ -124,12 +124,12 @@ def image_problem(image: str, labels: dict[str, str] | None) -> str | None:
         return None
     if labels[IMAGE_LABEL] != "1":
         return f"image {image} is not a sandbox image (label {IMAGE_LABEL}={labels[IMAGE_LABEL]!r}): " \
-               "use tinyact-sandbox:latest, built with `make docker-image`"
+               "use tinyact-sandbox:latest, built with `tinyact sandbox image`"
     want, have = image_recipe(), labels.get(RECIPE_LABEL)
     if want is not None and have != want:
         return (f"image {image} was built by another sandbox/build_image.sh (recipe {have or 'unlabelled'}, this "
                 f"tinyact's is {want}; it may lack what code expects, e.g. numpy and sympy): rebuild it with "
-                "`make docker-image`")
+                "`tinyact sandbox image`")
     return None
 
 
@@ -138,7 +138,7 @@ def _image_labels(client, image: str) -> dict[str, str]:
     try:
         labels = client.images.get(image).labels or {}
     except Exception:  # noqa: BLE001 - not found, or the engine could not say
-        raise SandboxError(f"docker image {image} not found: build it with `make docker-image`",
+        raise SandboxError(f"docker image {image} not found: build it with `tinyact sandbox image`",
                            code=SandboxErrorCode.BACKEND_UNAVAILABLE) from None
     problem = image_problem(image, labels)
     if problem:

@@ -68,3 +68,37 @@ def test_sampling_params_validation_names_the_field(field, value, needle):
 def test_trajectory_jsonl_round_trip():
     t = Trajectory(task="2+2?", model="m", final_answer={"x": [1, 2]}, end_reason="final_answer")
     assert Trajectory.from_jsonl(t.to_jsonl()) == t
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_files_the_code_reads(tmp_path):
+    """A pip install (not a checkout) must carry the prompts, the viewer's static files and the sandbox
+    image recipe: without build_image.sh a pip-installed tinyact could neither build the docker image
+    nor check an image's recipe hash."""
+    import hashlib
+    import shutil
+    import zipfile
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout: cannot list the files a wheel is built from")
+    src = tmp_path / "src"
+    for name in tracked.stdout.splitlines():
+        if (REPO / name).is_file() and not name.startswith(("tests/", "docs/", "examples/", "bench/results/")):
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, src / name)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("tinyact-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        recipe = z.read("tinyact/sandbox/build_image.sh")
+    assert hashlib.sha256(recipe).digest() == hashlib.sha256((REPO / "sandbox/build_image.sh").read_bytes()).digest()
+    for path in ("tinyact/py.typed", "tinyact/agents/prompts/full_v2.txt", "tinyact/agents/prompts/short_v1.txt",
+                 "tinyact/sandbox/worker/worker.py", "tinyact/serve/static/index.html"):
+        assert path in names, path
+    assert not any(n.startswith("tinyact/tests/") for n in names)

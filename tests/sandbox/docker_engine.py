@@ -3,7 +3,7 @@
 Order: an engine that already answers (DOCKER_HOST or the default socket);
 else start our own ``dockerd`` (installing docker.io with apt when root and
 missing) with its own data root under /tmp, stopped when the tests end; then
-build the image with sandbox/build_image.sh when it is absent or was built by
+build the image with `tinyact sandbox image` when it is absent or was built by
 another version of that script (its ``tinyact.sandbox.recipe`` label differs:
 debootstrap, a few minutes; cached in that data root afterwards).
 """
@@ -14,6 +14,7 @@ import atexit
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -107,9 +108,9 @@ def ensure_docker() -> str | None:
         return None
     if not needs_build(DEFAULT_IMAGE):
         return why
-    ok, out = _run(["bash", str(REPO / "sandbox" / "build_image.sh"), DEFAULT_IMAGE], 1200)
+    ok, out = _run([sys.executable, "-m", "tinyact.cli", "sandbox", "image", DEFAULT_IMAGE], 1200)
     if not ok:
-        return f"could not build {DEFAULT_IMAGE} with sandbox/build_image.sh: {out}"
+        return f"could not build {DEFAULT_IMAGE} with `tinyact sandbox image`: {out}"
     ok, why = docker_available()
     return None if ok else why
 

@@ -57,3 +57,21 @@ def test_bench_measures_the_sandbox(capsys):
     assert any("round trip" in n for n in names) and any("k=8" in n for n in names)
     assert all(len(samples) >= 20 for _, samples in rows)
     assert bench.bench_fresh_python(10)[1]
+
+
+def test_image_build_refuses_before_debootstrap_when_it_cannot_finish():
+    """`tinyact sandbox image` checks root and the engine first: minutes of debootstrap, then no engine to
+    import into, would be the worst way to learn it. One line, exit 1, nothing built."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DOCKER_HOST": "tcp://127.0.0.1:1"}
+    r = subprocess.run([sys.executable, "-m", "tinyact.cli", "sandbox", "image", "tinyact-test-never:built"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stderr
+    want = "no Docker engine reachable (DOCKER_HOST=tcp://127.0.0.1:1)" if os.geteuid() == 0 else "needs root"
+    assert want in lines[0]
+    assert ">> debootstrap" not in r.stdout

@@ -85,8 +85,8 @@ def test_an_image_of_another_recipe_is_refused_and_rebuilt(engine, relabelled):
 
     old = relabelled(**{RECIPE_LABEL: "0123456789abcdef"})
     ok, why = docker_available(old)
-    assert not ok and "recipe 0123456789abcdef" in why and "rebuild it with `make docker-image`" in why
-    with pytest.raises(SandboxError, match="rebuild it with `make docker-image`") as e:
+    assert not ok and "recipe 0123456789abcdef" in why and "rebuild it with `tinyact sandbox image`" in why
+    with pytest.raises(SandboxError, match="rebuild it with `tinyact sandbox image`") as e:
         open_session(backend="docker", image=old)
     assert e.value.code == SandboxErrorCode.BACKEND_UNAVAILABLE
     assert needs_build(old)
