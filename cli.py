@@ -16,7 +16,7 @@ import sys
 import typer
 
 from tinyact.agents.cli import run
-from tinyact.console import err, expected_failure, fail
+from tinyact.console import exit_interrupted, expected_failure, fail
 from tinyact.distill.cli import app as distill_app
 from tinyact.eval.cli import app as eval_app
 from tinyact.models.cli import app as models_app
@@ -49,9 +49,12 @@ def main() -> None:
     a missing file, an unreachable server) is one ``error:`` line and exit code 1."""
     try:
         app()
+    except SystemExit as e:
+        if e.code == 130:  # Ctrl-C: typer turns KeyboardInterrupt into exit 130
+            exit_interrupted()
+        raise
     except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+        exit_interrupted()
     except Exception as e:
         message = expected_failure(e)
         if message is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 
@@ -161,6 +161,33 @@ def tally(
     yield advance_quietly
 
 
+_gave_up = False  # a second Ctrl-C in drain_on_interrupt gave up the work in flight
+
+
+def exit_interrupted() -> NoReturn:
+    """Say "interrupted" and exit 130: how a command ends on Ctrl-C.
+
+    After a second Ctrl-C gave up the work in flight (``drain_on_interrupt``), the
+    threads still running it (model calls: minutes on CPU) would hold the
+    interpreter's exit until they finish; then the ``atexit`` clean-ups run (they
+    stop servers and containers) and the process leaves without waiting for them.
+    """
+    import sys
+    import threading
+
+    err.print("interrupted")
+    busy = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    if _gave_up and busy:
+        import atexit
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        atexit._run_exitfuncs()
+        os._exit(130)
+    sys.exit(130)
+
+
 @contextmanager
 def drain_on_interrupt(what: str = "runs") -> Iterator[Callable[[], bool]]:
     """Ctrl-C for a long job that works on several items at once; yields ``stopping()``.
@@ -170,7 +197,8 @@ def drain_on_interrupt(what: str = "runs") -> Iterator[Callable[[], bool]]:
     one (it checks ``stopping()``); at the end of the block the job then stops
     with ``KeyboardInterrupt``, so nothing after it runs on a half-done stage.
     A second SIGINT raises ``KeyboardInterrupt`` at once: the job gives up what
-    is in flight (lost, as with a kill). A rerun continues where it stopped.
+    is in flight (lost, as with a kill; ``exit_interrupted()`` then exits
+    without waiting for it). A rerun continues where it stopped.
     Outside the main thread, where signals cannot be caught, ``stopping()`` is
     always False.
 
@@ -188,9 +216,11 @@ def drain_on_interrupt(what: str = "runs") -> Iterator[Callable[[], bool]]:
     hits = [0]
 
     def handler(signum: int, frame: Any) -> None:
+        global _gave_up
         hits[0] += 1
         if hits[0] > 1:
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            _gave_up = True
             raise KeyboardInterrupt
         err.print(f"[yellow]stopping:[/] finishing the {what} in flight, starting no new ones "
                   "(Ctrl-C again to give them up)", highlight=False)

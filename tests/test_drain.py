@@ -113,6 +113,53 @@ def test_collect_second_ctrl_c_gives_up_the_runs_in_flight(tmp_path):
     assert len(_lines(out)) == seen, "the second Ctrl-C must not wait to save the runs in flight"
 
 
+GIVE_UP = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from tinyact.agents.agent import Agent
+    from tinyact.distill import collect_trajectories
+    from tinyact.eval.datasets import Question
+    {engine}
+    BUSY = sys.argv[1] + ".busy"
+
+    class Busy(ExprEngine):  # says when the runs are in flight (the drain is in place by then)
+        def generate(self, *args, **kwargs):
+            Path(BUSY).touch()
+            return super().generate(*args, **kwargs)
+
+    from tinyact.cli import app, main
+
+    @app.command("slow-collect")  # the real entry point (typer turns Ctrl-C into exit 130), with this engine
+    def slow_collect(out: str, delay: float) -> None:
+        qs = [Question(qid, q, a, {{"grader": "code"}}) for qid, q, a in {questions!r}]
+        with Agent(Busy(delay=delay), max_steps=2) as agent:
+            collect_trajectories(agent, qs, out, workers=2, progress=False)
+
+    sys.argv = ["tinyact", "slow-collect", *sys.argv[1:]]
+    main()
+    """
+)
+
+
+def test_second_ctrl_c_exits_without_waiting_for_the_model_calls_in_flight(tmp_path):
+    out, delay = tmp_path / "t.jsonl", 90.0
+    proc = _start(tmp_path, GIVE_UP.format(engine=FAKE_ENGINE_SOURCE, questions=QUESTIONS), out, delay)
+    busy = Path(str(out) + ".busy")
+    deadline = time.time() + 120
+    while not busy.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert busy.exists(), "the job never started a model call"
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    asked = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    code, stderr = _finish(proc)
+    assert code == 130 and "interrupted" in stderr, stderr[-2000:]
+    assert time.monotonic() - asked < delay / 3, "the exit waited for the model calls it gave up"
+    assert _lines(out) == []
+
+
 def test_eval_ctrl_c_saves_the_batch_in_flight(tmp_path):
     out = tmp_path / "run"
     proc = _start(tmp_path, EVAL.format(questions=QUESTIONS), out, 1.5)
