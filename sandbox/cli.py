@@ -66,6 +66,19 @@ def _budget_row(backend: str, session) -> tuple[bool, str]:
     )
 
 
+def _host_paths() -> list[str]:
+    """Host paths sandboxed code must not see: tinyact's code, this environment's packages, /etc/passwd, and
+    the interpreter unless it is the system one under /usr that every sandbox runs (read-only, by design)."""
+    import os
+    import sysconfig
+
+    paths = [str(Path(__file__).resolve().parent), sysconfig.get_paths()["purelib"], "/etc/passwd"]
+    interpreter = os.path.realpath(sys.executable)
+    if not interpreter.startswith("/usr/"):
+        paths.append(interpreter)
+    return paths
+
+
 def _packages_source(backend: str) -> tuple[str | None, str]:
     """(the host folder the process backend's packages come from or None, what to do when they are missing)."""
     if backend == "docker":
@@ -122,8 +135,7 @@ def doctor(
         with open_session(backend=backend, allow_unsafe=True, **kw) as s:  # type: ignore[arg-type]
             started = time.perf_counter() - t
             table.add_row("session starts", mark[True], f"{started * 1e3:.0f} ms, {s.isolation}, python {s.info.get('python')}")
-            host_paths = [str(Path(__file__).resolve().parent), str(Path(sys.executable).resolve()), "/etc/passwd"]
-            r = s.execute(f"HOST_PATHS = {host_paths!r}\nSCRATCH_MB = {s.limits.scratch_mb}\n"
+            r = s.execute(f"HOST_PATHS = {_host_paths()!r}\nSCRATCH_MB = {s.limits.scratch_mb}\n"
                           + "PACKAGES_HOST = {!r}\nPACKAGES_HINT = {!r}\n".format(*_packages_source(backend)) + _CHECKS)
             for row in r.stdout.splitlines():
                 name, result, detail = (row.split("\t") + ["", ""])[:3]
