@@ -130,10 +130,12 @@ def train(config: ConfigArg, workdir: WorkdirOpt = None, student: StudentOpt = N
 def export(config: ConfigArg, workdir: WorkdirOpt = None, student: StudentOpt = None, data: DataOpt = None,
            gguf: Annotated[Optional[str], typer.Option(
                help="Also write merged/model.gguf of this type (q4_k_m, q4_1, q8_0, f16, ...) for the llama.cpp "
-                    "engine.")] = None) -> None:
+                    "engine, and check how much of the fine-tune it keeps (merged/model.gguf.check.json).")] = None) -> None:
     """Merge the adapter into a model folder the transformers and vLLM engines load by path (and a GGUF)."""
-    merged = _stage(config, workdir, "export", student=student, data=data, gguf=gguf)
-    _show({"merged": merged} | ({"gguf": str(Path(str(merged)) / "model.gguf")} if gguf else {}))
+    merged = Path(str(_stage(config, workdir, "export", student=student, data=data, gguf=gguf)))
+    check = merged / "model.gguf.check.json"
+    _show({"merged": str(merged)} | ({"gguf": str(merged / "model.gguf")} if gguf else {})
+          | ({"fine_tune_kept": json.loads(check.read_text())} if gguf and check.is_file() else {}))
 
 
 @app.command("eval")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -13,6 +14,8 @@ from tinyact.console import progress_bar
 from tinyact.distill.config import DistillConfig
 
 __all__ = ["Pipeline", "build_teacher"]
+
+log = logging.getLogger(__name__)
 
 STAGES = ("prefixes", "collect", "filter", "sft-data", "train", "export", "eval")
 """The agent-distillation stages, in order (``cot`` makes the CoT baseline's data beside them)."""
@@ -271,7 +274,29 @@ class Pipeline:
             from tinyact.models.gguf_export import export_gguf
 
             export_gguf(merged, merged / "model.gguf", gguf)
+            self._check_gguf(v, merged, gguf)
         return str(merged)
+
+    def _check_gguf(self, v: Any, merged: Path, quant: str) -> dict[str, Any] | None:
+        """For a LoRA student: how much of its fine-tune the GGUF keeps (``fine_tune_kept`` on the first four
+        training conversations), written to ``merged/model.gguf.check.json`` and warned about when under half."""
+        from tinyact.jsonl import write_atomic
+        from tinyact.models.gguf_export import fine_tune_kept
+
+        cfg = v.adapter / "adapter_config.json"
+        if not cfg.is_file():
+            return None
+        base = json.loads(cfg.read_text())["base_model_name_or_path"]
+        with open(v.train_file, encoding="utf-8") as f:
+            convs = [json.loads(line)["messages"] for line, _ in zip(f, range(4))]
+        check = {"quant": quant, "base": base, "conversations": len(convs)} | fine_tune_kept(
+            merged / "model.gguf", merged, base, convs)
+        write_atomic(merged / "model.gguf.check.json", json.dumps(check, indent=2) + "\n")
+        if check["kept_share"] is not None and check["kept_share"] < 0.5:
+            log.warning("the %s GGUF keeps only %d of the %d next-token choices the fine-tune changed (%.0f%%): it "
+                        "answers much like the base model; export with --gguf q8_0 or f16", quant, check["kept"],
+                        check["changed"], 100 * check["kept_share"])
+        return check
 
     def evaluate(self, model: str | None = None, student: str | None = None, data: str | None = None) -> dict[str, Any]:
         """The student (default: the variant's merged export; its ``model.gguf`` with the llamacpp engine) on

@@ -228,7 +228,7 @@ def _start_llamacpp(
     from tinyact.models.catalog import resolve_gguf, tinyact_home
 
     if lora_modules:
-        raise ConfigError("LoRA adapters are served by vLLM only; merge the adapter (`tinyact distill merge`) instead")
+        raise ConfigError("LoRA adapters are served by vLLM only; merge the adapter (`tinyact distill export`) instead")
     missing = [m for m in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
                if importlib.util.find_spec(m) is None]  # fmt: skip
     if missing:

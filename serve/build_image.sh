@@ -23,6 +23,6 @@ CERT="${PIP_CERT:-$($PIP config get global.cert 2>/dev/null || true)}"
 [[ -n "$CERT" ]] || CERT=/etc/ssl/certs/ca-certificates.crt
 if [[ -n "$CERT" && -f "$CERT" ]]; then cp "$CERT" "$EXTRA/ca.crt"; else rm -f "$EXTRA/ca.crt"; fi
 echo ">> docker build $TAG (base ${BASE:-tinyact-sandbox:latest})"
-DOCKER_BUILDKIT=0 nice -n 10 docker build --network host --cpu-shares 256 -t "$TAG" \
+DOCKER_BUILDKIT=0 nice -n 10 docker build --force-rm --network host --cpu-shares 256 -t "$TAG" \
   --build-arg "BASE=${BASE:-tinyact-sandbox:latest}" --build-arg "TORCH_VERSION=$TORCH_VERSION" \
   --build-arg "EXTRAS=${EXTRAS:-models,serve}" "$REPO"

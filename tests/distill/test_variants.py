@@ -127,6 +127,9 @@ def test_tiny_cot_training_lands_in_its_variant_folder(tmp_path, shared_data, mo
     assert r.exit_code == 0, r.output
     gguf = variant / "merged" / "model.gguf"
     assert (variant / "merged" / "config.json").is_file() and gguf.read_bytes()[:4] == b"GGUF"
+    check = json.loads((variant / "merged" / "model.gguf.check.json").read_text())  # how much of the LoRA it keeps
+    assert check["quant"] == "q4_1" and check["conversations"] == 3 and check["tokens"] > 0, check
+    assert '"fine_tune_kept"' in r.output
 
     r = runner.invoke(app, ["eval", str(cfg), "--student", "smollm2-135m", "--data", "cot"])
     assert r.exit_code == 0, r.output

@@ -223,6 +223,32 @@ def test_a_model_folder_exports_to_gguf_that_llamacpp_runs(smollm2_path, tmp_pat
         export_gguf(smollm2_path, tmp_path / "x.gguf", "q3_weird")
 
 
+def test_the_gguf_check_tells_an_export_of_the_student_from_one_of_its_base(smollm2_path, tmp_path):
+    """fine_tune_kept: a "fine-tune" made by hand (the last MLP zeroed) changes many greedy tokens; its own f16
+    GGUF keeps nearly all of them, the base's GGUF nearly none, though both agree with it on most tokens."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tinyact.models.gguf_export import export_gguf, fine_tune_kept
+
+    tuned = tmp_path / "tuned"
+    model = AutoModelForCausalLM.from_pretrained(str(smollm2_path), dtype=torch.float32)
+    with torch.no_grad():
+        model.model.layers[-1].mlp.down_proj.weight.zero_()
+    model.save_pretrained(str(tuned))
+    AutoTokenizer.from_pretrained(str(smollm2_path)).save_pretrained(str(tuned))
+    convs = [[{"role": "user", "content": f"What is {a} times {b}?"},
+              {"role": "assistant", "content": f"Thought: I multiply.\nCode:\n```py\nx = {a} * {b}\n"
+                                               f"final_answer(x)\n```<end_code>"}] for a, b in [(17, 23), (409, 6)]]
+    own = fine_tune_kept(export_gguf(tuned, tmp_path / "own.gguf", "f16"), tuned, smollm2_path, convs)
+    base = fine_tune_kept(export_gguf(smollm2_path, tmp_path / "base.gguf", "f16"), tuned, smollm2_path, convs)
+    assert own["tokens"] == base["tokens"] > 20 and own["changed"] == base["changed"] >= 3, (own, base)
+    assert own["kept_share"] >= 0.9 and base["kept_share"] <= 0.1, (own, base)
+    assert own["agreement"] > base["agreement"], (own, base)
+    with pytest.raises(ConfigError, match="assistant turn"):
+        fine_tune_kept(tmp_path / "own.gguf", tuned, smollm2_path, [convs[0][:1]])
+
+
 def test_a_prompt_past_the_training_context_is_refused_even_in_a_larger_cache():
     """n_ctx is shared by every sequence (eval --parallel gives 8k cells per conversation): one
     prompt is still bound by the model's training context (smollm2-135m: 8192)."""

@@ -47,6 +47,7 @@ def context_hash() -> str:
 def ensure_image() -> tuple[str, float]:
     """The image's tag and the build's seconds (0 when the cached one was reused)."""
     tag = f"tinyact-api:ctx-{context_hash()}"
+    prune_stale(keep=tag)
     if docker("image", "inspect", tag, check=False).returncode == 0:
         return tag, 0.0
     t0 = time.monotonic()
@@ -55,6 +56,21 @@ def ensure_image() -> tuple[str, float]:
     if p.returncode != 0:
         raise RuntimeError(f"serve/build_image.sh failed:\n{(p.stdout + p.stderr)[-3000:]}")
     return tag, time.monotonic() - t0
+
+
+def prune_stale(keep: str) -> list[str]:
+    """Remove the test images of earlier trees (every ``tinyact-api:ctx-*`` but ``keep``) and the
+    layers only they held: each tree change builds a new 1.4 GB image, and the engine's data root
+    outlives the run, so without this the disk fills within a day of CI runs."""
+    tags = docker("image", "ls", "tinyact-api", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    stale = [t for t in tags if t.startswith("tinyact-api:ctx-") and t != keep]
+    if stale:
+        docker("image", "rm", "--force", *stale, timeout=600)  # their untagged parent layers go with them
+    from tests.sandbox.docker_engine import SOCK
+
+    if os.environ.get("DOCKER_HOST") == f"unix://{SOCK}":  # the tests' own engine: a failed build's layers too
+        docker("image", "prune", "--force", timeout=600)
+    return stale
 
 
 @contextmanager

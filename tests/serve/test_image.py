@@ -36,6 +36,8 @@ def image() -> str:
     if not (CACHE / "models" / MODEL).is_dir():
         pytest.skip(f"{MODEL} is not prepared in {CACHE} (tinyact models pull {MODEL})")
     tag, seconds = ensure_image()
+    tags = docker("image", "ls", "tinyact-api", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert [t for t in tags if t.startswith("tinyact-api:ctx-")] == [tag], f"earlier trees' images left: {tags}"
     size = int(docker("image", "inspect", "--format", "{{.Size}}", tag).stdout)
     print(f"\n{tag}: {size / 1e6:.0f} MB, built in {seconds:.0f}s (0: cached)")
     return tag
