@@ -102,8 +102,8 @@ clean-venv:
 # a running Docker engine; see README "Sandbox").
 DOCKER_IMAGE ?= tinyact-sandbox:latest
 .PHONY: docker-image
-docker-image:
-	bash sandbox/build_image.sh $(DOCKER_IMAGE)
+docker-image: $(VENV)/.run-deps
+	$(VENV)/bin/tinyact sandbox image $(DOCKER_IMAGE)
 
 # The agent API image (Dockerfile) on that base, without a registry: torch from
 # the local CPU wheel pip finds, the rest from PyPI (`docker build --network host`).

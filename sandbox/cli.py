@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -155,7 +156,8 @@ def doctor(
 
 @app.command()
 def image(
-    name: str = typer.Argument("tinyact-sandbox:latest", help="The image to build (tag)."),
+    name: Optional[str] = typer.Argument(None, help="The image to build (tag; default: $TINYACT_SANDBOX_IMAGE, else "
+                                                    "tinyact-sandbox:latest, the one the docker backend runs)."),
 ) -> None:
     """Build the docker backend's image offline: a minimal Debian (debootstrap) with python3, numpy and sympy.
 
@@ -167,8 +169,9 @@ def image(
 
     from tinyact.console import fail
     from tinyact.errors import SandboxError
-    from tinyact.sandbox.docker import HERE, _client
+    from tinyact.sandbox.docker import DEFAULT_IMAGE, HERE, engine_client
 
+    name = name or DEFAULT_IMAGE
     script = HERE / "build_image.sh"
     if not script.is_file():
         raise fail(f"{script} is missing: reinstall tinyact (the wheel ships it)", 1)
@@ -176,7 +179,7 @@ def image(
         raise fail("building the sandbox image needs root (debootstrap makes a Debian root file system): "
                    "run `sudo tinyact sandbox image`", 1)
     try:  # before minutes of debootstrap: the engine must answer
-        _client().close()
+        engine_client().close()
     except SandboxError as e:
         raise fail(str(e), 1) from None
     code = subprocess.call(["bash", str(script), name])

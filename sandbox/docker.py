@@ -52,8 +52,8 @@ from tinyact.sandbox.uids import lease_uid
 from tinyact.sandbox.worker import MODULES
 from tinyact.sandbox.worker.protocol import MAX_FRAME, Channel, ProtocolError, decode
 
-__all__ = ["DEFAULT_IMAGE", "DockerSandbox", "docker_available", "image_problem", "image_recipe", "start_docker_session",
-           "sweep_orphans"]
+__all__ = ["DEFAULT_IMAGE", "DockerSandbox", "docker_available", "engine_client", "image_problem", "image_recipe",
+           "start_docker_session", "sweep_orphans"]
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,8 @@ _BOOT = (
 )
 
 
-def _client():
+def engine_client():
+    """A docker SDK client whose engine answered a ping; else SandboxError (BACKEND_UNAVAILABLE) saying why."""
     try:
         import docker
     except ImportError as e:
@@ -149,7 +150,7 @@ def _image_labels(client, image: str) -> dict[str, str]:
 def docker_available(image: str | None = None) -> tuple[bool, str]:
     """(works, why): SDK importable, engine answering, image present and of this recipe."""
     try:
-        client = _client()
+        client = engine_client()
     except SandboxError as e:
         return False, str(e)
     image = image or DEFAULT_IMAGE
@@ -248,7 +249,7 @@ class DockerSandbox(RefCounted):
         self.channels: dict[int, _MuxTransport] = {}
         self._stderr = bytearray()
         self._closed = False
-        self.client = _client()
+        self.client = engine_client()
         try:
             _image_labels(self.client, self.image)
         except SandboxError:
