@@ -194,8 +194,10 @@ def drain_on_interrupt(what: str = "runs") -> Iterator[Callable[[], bool]]:
 
     The first SIGINT (Ctrl-C, or ``kill -INT PID`` for a job in the background)
     lets the items in flight finish and be saved while the job starts no new
-    one (it checks ``stopping()``); at the end of the block the job then stops
-    with ``KeyboardInterrupt``, so nothing after it runs on a half-done stage.
+    one (it checks ``stopping()``, and only when it has work left to start); at
+    the end of the block the job then stops with ``KeyboardInterrupt``, so nothing
+    after it runs on a half-done stage; if ``stopping()`` never answered True
+    (Ctrl-C came once the last item was in flight), the job is whole and goes on.
     A second SIGINT raises ``KeyboardInterrupt`` at once: the job gives up what
     is in flight (lost, as with a kill; ``exit_interrupted()`` then exits
     without waiting for it). A rerun continues where it stopped.
@@ -225,11 +227,19 @@ def drain_on_interrupt(what: str = "runs") -> Iterator[Callable[[], bool]]:
         err.print(f"[yellow]stopping:[/] finishing the {what} in flight, starting no new ones "
                   "(Ctrl-C again to give them up)", highlight=False)
 
+    held_back = [False]  # stopping() said True: some work was not started
+
+    def stopping() -> bool:
+        held_back[0] = held_back[0] or hits[0] > 0
+        return held_back[0]
+
     previous = signal.signal(signal.SIGINT, handler)
     try:
-        yield lambda: hits[0] > 0
+        yield stopping
     finally:
         signal.signal(signal.SIGINT, previous)
-    if hits[0]:
+    if hits[0] and not held_back[0]:  # Ctrl-C came after the last item had started: the job is whole
+        err.print(f"finished: the last {what} were already in flight when Ctrl-C came", highlight=False)
+    elif hits[0]:
         err.print(f"stopped: the finished {what} are saved; rerun the same command to continue", highlight=False)
         raise KeyboardInterrupt

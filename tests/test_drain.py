@@ -160,6 +160,22 @@ def test_second_ctrl_c_exits_without_waiting_for_the_model_calls_in_flight(tmp_p
     assert _lines(out) == []
 
 
+def test_ctrl_c_after_the_last_question_started_leaves_a_whole_job(tmp_path):
+    """Nothing was held back (both questions in flight): the job ends as if no Ctrl-C came, exit 0."""
+    out = tmp_path / "t.jsonl"
+    proc = _start(tmp_path, GIVE_UP.format(engine=FAKE_ENGINE_SOURCE, questions=QUESTIONS[:2]), out, 3.0)
+    busy = Path(str(out) + ".busy")
+    deadline = time.time() + 120
+    while not busy.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert busy.exists(), "the job never started a model call"
+    proc.send_signal(signal.SIGINT)
+    code, stderr = _finish(proc)
+    assert code == 0 and "already in flight when Ctrl-C came" in stderr, stderr[-2000:]
+    assert "rerun the same command" not in stderr
+    assert sorted(t["metadata"]["question_id"] for t in _lines(out)) == ["q0", "q1"]
+
+
 def test_eval_ctrl_c_saves_the_batch_in_flight(tmp_path):
     out = tmp_path / "run"
     proc = _start(tmp_path, EVAL.format(questions=QUESTIONS), out, 1.5)
