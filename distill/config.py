@@ -161,7 +161,7 @@ class EvalConfig:
     benchmarks: list[EvalBenchmark] = field(default_factory=list)
     """Nothing is evaluated when empty."""
     engine: Literal["transformers", "vllm", "llamacpp", "openai"] = "transformers"
-    """llamacpp: the student exported to GGUF (``tinyact distill export CONFIG --gguf q4_k_m``)."""
+    """llamacpp: the student exported to GGUF (``tinyact distill export CONFIG --gguf q8_0``)."""
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     samples: int = 8
     temperature: float = 0.4

@@ -255,7 +255,7 @@ class Pipeline:
         return out
 
     def export(self, student: str | None = None, data: str | None = None, gguf: str | None = None) -> str:
-        """Merge a variant's adapter into ``merged/``; with ``gguf`` (a quantization, e.g. "q4_k_m") also
+        """Merge a variant's adapter into ``merged/``; with ``gguf`` (a quantization, e.g. "q8_0") also
         write ``merged/model.gguf`` for the llama.cpp engine."""
         from tinyact.distill.train import export_model
         from tinyact.errors import ConfigError
@@ -321,7 +321,7 @@ class Pipeline:
 
                 if not (v.merged / "model.gguf").is_file():
                     raise ConfigError(f"evaluation.engine llamacpp needs {v.merged / 'model.gguf'} (make it with "
-                                      f"`tinyact distill export {self.config_file}{v.options} --gguf q4_k_m`)")
+                                      f"`tinyact distill export {self.config_file}{v.options} --gguf q8_0`)")
                 model = str(v.merged / "model.gguf")
         inner = load_engine(model, e.engine, **parallel_kwargs(e.engine, e.parallel, e.engine_kwargs))
         engine = BatchingEngine(inner, max_batch=e.parallel, window_ms=50)

@@ -9,8 +9,8 @@ T=${TINYACT:-tinyact}
 C=$EX/distill-cpu-paper.yaml NP=$EX/distill-cpu-paper-noprefix.yaml
 W=runs/distill-paper-cpu WN=runs/distill-paper-cpu-noprefix
 STUDENTS=${STUDENTS:-"qwen2.5-coder-0.5b smollm2-135m"}
-declare -A QUANT=([qwen2.5-coder-0.5b]=q4_k_m [smollm2-135m]=q8_0)  # q4_1 erased the 135M students' LoRA (93%:
-declare -A CATALOG_QUANT=([qwen2.5-coder-0.5b]=q4_k_m [smollm2-135m]=q4_1)  # export's model.gguf.check.json says)
+declare -A QUANT=([qwen2.5-coder-0.5b]=q8_0 [smollm2-135m]=q8_0)  # lower erased the LoRA (export: model.gguf.check.json):
+declare -A CATALOG_QUANT=([qwen2.5-coder-0.5b]=q4_k_m [smollm2-135m]=q4_1)  # q4_k_m kept 34% of the 0.5B's, q4_1 8% of smollm2's
 N=${N:-50}
 stages=${*:-teacher students eval report}
 
@@ -46,7 +46,7 @@ if [[ " $stages " == *" students "* ]]; then
 fi
 if [[ " $stages " == *" eval "* ]]; then
   for s in $STUDENTS; do  # the untuned model at its students' quantization: the catalog's GGUF where it ships
-    base=$s                # that one (qwen: q4_k_m), else exported from its prepared folder (smollm2: it ships q4_1)
+    base=$s                # that one, else exported from its prepared folder (both here: the catalog has q4 only)
     if [[ ${QUANT[$s]} != "${CATALOG_QUANT[$s]}" ]]; then
       base=runs/base/$s-${QUANT[$s]}.gguf
       [ -f "$base" ] || $T models export-gguf "$($T models path "$s")" --out "$base" --quant "${QUANT[$s]}"

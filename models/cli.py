@@ -107,7 +107,7 @@ def models_path(name: str) -> None:
 def models_export_gguf(
     folder: Annotated[str, typer.Argument(help="A Hugging Face model folder, e.g. a merged student (`tinyact distill export`).")],
     out: Annotated[str, typer.Option(help="The GGUF file to write.")],
-    quant: Annotated[str, typer.Option(help="f16 | q8_0 | q6_k | q5_k_m | q4_k_m | q4_1 | q4_0 (a small model may lose a fine-tune below q8_0)")] = "q4_k_m",
+    quant: Annotated[str, typer.Option(help="f16 | q8_0 | q6_k | q5_k_m | q4_k_m | q4_1 | q4_0 (a small model may lose a fine-tune below q8_0)")] = "q8_0",
 ) -> None:
     """Export a model folder to GGUF for the llama.cpp engine (llama.cpp's converter, then its quantizer)."""
     from tinyact.errors import TinyactError

@@ -69,7 +69,7 @@ def converter_dir() -> Path:
     return dest
 
 
-def export_gguf(folder: str | os.PathLike[str], out: str | os.PathLike[str], quant: str = "q4_k_m") -> Path:
+def export_gguf(folder: str | os.PathLike[str], out: str | os.PathLike[str], quant: str = "q8_0") -> Path:
     """Write ``folder`` (a Hugging Face causal-LM folder) as a GGUF file ``out`` of type ``quant``.
 
     Raises:

@@ -86,7 +86,7 @@ def test_export_and_llamacpp_eval_without_their_inputs_are_one_line(tmp_path):
     r = runner.invoke(app, ["export", str(cfg), "--data", "cot", "--gguf", "q3_weird"])
     assert r.exit_code == 2
     r = runner.invoke(app, ["eval", str(cfg), "--data", "cot"])
-    assert r.exit_code == 2 and "model.gguf" in r.output and "--gguf q4_k_m" in r.output
+    assert r.exit_code == 2 and "model.gguf" in r.output and "--gguf q8_0" in r.output
 
 
 def _cot(a: int, b: int) -> dict:
