@@ -279,7 +279,8 @@ class Pipeline:
 
     def _check_gguf(self, v: Any, merged: Path, quant: str) -> dict[str, Any] | None:
         """For a LoRA student: how much of its fine-tune the GGUF keeps (``fine_tune_kept`` on the first four
-        training conversations), written to ``merged/model.gguf.check.json`` and warned about when under half."""
+        training conversations), written to ``merged/model.gguf.check.json`` (and ``<student>-<data>-gguf.json``
+        in ``manifest_dir``) and warned about when under half."""
         from tinyact.jsonl import write_atomic
         from tinyact.models.gguf_export import fine_tune_kept
 
@@ -291,7 +292,13 @@ class Pipeline:
             convs = [json.loads(line)["messages"] for line, _ in zip(f, range(4))]
         check = {"quant": quant, "base": base, "conversations": len(convs)} | fine_tune_kept(
             merged / "model.gguf", merged, base, convs)
-        write_atomic(merged / "model.gguf.check.json", json.dumps(check, indent=2) + "\n")
+        text = json.dumps(check, indent=2) + "\n"
+        write_atomic(merged / "model.gguf.check.json", text)
+        if self.config.manifest_dir:  # beside the training manifest: which GGUF the evaluations ran
+            from tinyact.distill.variants import folder_name
+
+            Path(self.config.manifest_dir).mkdir(parents=True, exist_ok=True)
+            write_atomic(Path(self.config.manifest_dir) / f"{folder_name(v.student)}-{v.data}-gguf.json", text)
         if check["kept_share"] is not None and check["kept_share"] < 0.5:
             log.warning("the %s GGUF keeps only %d of the %d next-token choices the fine-tune changed (%.0f%%): it "
                         "answers much like the base model; export with --gguf q8_0 or f16", quant, check["kept"],

@@ -130,6 +130,7 @@ def test_tiny_cot_training_lands_in_its_variant_folder(tmp_path, shared_data, mo
     check = json.loads((variant / "merged" / "model.gguf.check.json").read_text())  # how much of the LoRA it keeps
     assert check["quant"] == "q4_1" and check["conversations"] == 3 and check["tokens"] > 0, check
     assert '"fine_tune_kept"' in r.output
+    assert json.loads((tmp_path / "manifests" / "smollm2-135m-cot-gguf.json").read_text()) == check
 
     r = runner.invoke(app, ["eval", str(cfg), "--student", "smollm2-135m", "--data", "cot"])
     assert r.exit_code == 0, r.output
