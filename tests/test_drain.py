@@ -25,8 +25,15 @@ COLLECT = textwrap.dedent(
     from tinyact.distill import collect_trajectories
     from tinyact.eval.datasets import Question
     {engine}
+    from pathlib import Path
+
+    class Marking(ExprEngine):  # leaves OUT.call<N> as model call N starts, so the test knows what is in flight
+        def generate(self, *args, **kwargs):
+            Path(f"{{sys.argv[1]}}.call{{self.calls + 1}}").touch()
+            return super().generate(*args, **kwargs)
+
     qs = [Question(qid, q, a, {{"grader": "code"}}) for qid, q, a in {questions!r}]
-    with Agent(ExprEngine(delay=float(sys.argv[2])), max_steps=2) as agent:
+    with Agent(Marking(delay=float(sys.argv[2])), max_steps=2) as agent:
         collect_trajectories(agent, qs, sys.argv[1], workers=2, progress=False)
     """
 )
@@ -40,7 +47,8 @@ EVAL = textwrap.dedent(
     qs = [Question(qid, q, str(a)) for qid, q, a in {questions!r}]
     bench = Benchmark(name="t", kind="qa", split="test", questions=qs, path=Path("x"))
 
-    def solve(batch):  # the solver is this test's input: slow, always right
+    def solve(batch):  # the solver is this test's input: slow, always right; says which batch started
+        Path(sys.argv[1] + ".started-" + batch[0].id).touch()
         time.sleep(float(sys.argv[2]))
         return [Prediction(text=q.answer) for q in batch]
 
@@ -87,6 +95,11 @@ def test_collect_first_ctrl_c_saves_the_runs_in_flight_and_starts_no_new_one(tmp
     # 2 workers, 2 s per model call: q0+q1 end together, then q2+q3 are in flight when Ctrl-C comes
     proc = _start(tmp_path, COLLECT.format(engine=FAKE_ENGINE_SOURCE, questions=QUESTIONS), out, 2.0)
     seen = _wait_for_lines(proc, out, 2)
+    third = Path(f"{out}.call3")  # q2 in flight: Ctrl-C now, not between q0+q1 ending and q2 starting
+    deadline = time.time() + 60
+    while not third.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert third.exists(), "the third model call never started"
     proc.send_signal(signal.SIGINT)
     code, stderr = _finish(proc)
     assert code != 0, "a drained job must not look finished"
@@ -180,6 +193,11 @@ def test_eval_ctrl_c_saves_the_batch_in_flight(tmp_path):
     out = tmp_path / "run"
     proc = _start(tmp_path, EVAL.format(questions=QUESTIONS), out, 1.5)
     seen = _wait_for_lines(proc, out / "results.jsonl", 2)  # the first batch of 2
+    second = Path(str(out) + ".started-q2")
+    deadline = time.time() + 60  # Ctrl-C once the second batch is in flight (not between the two, on a busy host)
+    while not second.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert second.exists(), "the second batch never started"
     proc.send_signal(signal.SIGINT)
     code, stderr = _finish(proc)
     assert code != 0 and "finishing the questions in flight" in stderr
