@@ -81,6 +81,14 @@ def _wait_for_lines(proc: subprocess.Popen, path: Path, n: int) -> int:
     pytest.fail(f"job wrote fewer than {n} lines in 120 s")
 
 
+def _wait_for_file(proc: subprocess.Popen, path: Path, what: str) -> None:
+    """Until the job leaves the marker ``path`` (``what`` has started); fail if it exits or 120 s pass."""
+    deadline = time.time() + 120
+    while not path.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert path.exists(), f"{what} never started"
+
+
 def _finish(proc: subprocess.Popen) -> tuple[int, str]:
     try:
         _, stderr = proc.communicate(timeout=60)
@@ -95,11 +103,8 @@ def test_collect_first_ctrl_c_saves_the_runs_in_flight_and_starts_no_new_one(tmp
     # 2 workers, 2 s per model call: q0+q1 end together, then q2+q3 are in flight when Ctrl-C comes
     proc = _start(tmp_path, COLLECT.format(engine=FAKE_ENGINE_SOURCE, questions=QUESTIONS), out, 2.0)
     seen = _wait_for_lines(proc, out, 2)
-    third = Path(f"{out}.call3")  # q2 in flight: Ctrl-C now, not between q0+q1 ending and q2 starting
-    deadline = time.time() + 60
-    while not third.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert third.exists(), "the third model call never started"
+    # q2 in flight: Ctrl-C now, not between q0+q1 ending and q2 starting
+    _wait_for_file(proc, Path(f"{out}.call3"), "the third model call")
     proc.send_signal(signal.SIGINT)
     code, stderr = _finish(proc)
     assert code != 0, "a drained job must not look finished"
@@ -158,11 +163,7 @@ GIVE_UP = textwrap.dedent(
 def test_second_ctrl_c_exits_without_waiting_for_the_model_calls_in_flight(tmp_path):
     out, delay = tmp_path / "t.jsonl", 90.0
     proc = _start(tmp_path, GIVE_UP.format(engine=FAKE_ENGINE_SOURCE, questions=QUESTIONS), out, delay)
-    busy = Path(str(out) + ".busy")
-    deadline = time.time() + 120
-    while not busy.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert busy.exists(), "the job never started a model call"
+    _wait_for_file(proc, Path(str(out) + ".busy"), "a model call")
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     asked = time.monotonic()
@@ -177,11 +178,7 @@ def test_ctrl_c_after_the_last_question_started_leaves_a_whole_job(tmp_path):
     """Nothing was held back (both questions in flight): the job ends as if no Ctrl-C came, exit 0."""
     out = tmp_path / "t.jsonl"
     proc = _start(tmp_path, GIVE_UP.format(engine=FAKE_ENGINE_SOURCE, questions=QUESTIONS[:2]), out, 3.0)
-    busy = Path(str(out) + ".busy")
-    deadline = time.time() + 120
-    while not busy.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert busy.exists(), "the job never started a model call"
+    _wait_for_file(proc, Path(str(out) + ".busy"), "a model call")
     proc.send_signal(signal.SIGINT)
     code, stderr = _finish(proc)
     assert code == 0 and "already in flight when Ctrl-C came" in stderr, stderr[-2000:]
@@ -193,11 +190,8 @@ def test_eval_ctrl_c_saves_the_batch_in_flight(tmp_path):
     out = tmp_path / "run"
     proc = _start(tmp_path, EVAL.format(questions=QUESTIONS), out, 1.5)
     seen = _wait_for_lines(proc, out / "results.jsonl", 2)  # the first batch of 2
-    second = Path(str(out) + ".started-q2")
-    deadline = time.time() + 60  # Ctrl-C once the second batch is in flight (not between the two, on a busy host)
-    while not second.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert second.exists(), "the second batch never started"
+    # Ctrl-C once the second batch is in flight (not between the two, on a busy host)
+    _wait_for_file(proc, Path(str(out) + ".started-q2"), "the second batch")
     proc.send_signal(signal.SIGINT)
     code, stderr = _finish(proc)
     assert code != 0 and "finishing the questions in flight" in stderr
