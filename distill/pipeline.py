@@ -281,13 +281,12 @@ class Pipeline:
         """For a LoRA student: how much of its fine-tune the GGUF keeps (``fine_tune_kept`` on the first four
         training conversations), written to ``merged/model.gguf.check.json`` (and ``<student>-<data>-gguf.json``
         in ``manifest_dir``) and warned about when under half."""
+        from tinyact.distill.train import adapter_base
         from tinyact.jsonl import write_atomic
         from tinyact.models.gguf_export import fine_tune_kept
 
-        cfg = v.adapter / "adapter_config.json"
-        if not cfg.is_file():
+        if (base := adapter_base(v.adapter)) is None:
             return None
-        base = json.loads(cfg.read_text())["base_model_name_or_path"]
         with open(v.train_file, encoding="utf-8") as f:
             convs = [json.loads(line)["messages"] for line, _ in zip(f, range(4))]
         check = {"quant": quant, "base": base, "conversations": len(convs)} | fine_tune_kept(

@@ -129,6 +129,13 @@ def train_student(
                        len(dataset), last)
 
 
+def adapter_base(folder: str | os.PathLike[str]) -> str | None:
+    """The base model a LoRA adapter folder was trained on (from its ``adapter_config.json``); None for a
+    full model folder."""
+    cfg = Path(folder) / "adapter_config.json"
+    return json.loads(cfg.read_text())["base_model_name_or_path"] if cfg.is_file() else None
+
+
 def export_model(
     trained_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, base: str | None = None
 ) -> Path:
@@ -144,11 +151,10 @@ def export_model(
     src, out = Path(trained_dir), Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    if (src / "adapter_config.json").exists():
+    if (recorded := adapter_base(src)) is not None:
         from peft import PeftModel
 
-        adapter_cfg = json.loads((src / "adapter_config.json").read_text())
-        base_path = resolve_model(base) if base else adapter_cfg["base_model_name_or_path"]
+        base_path = resolve_model(base) if base else recorded
         model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
         model = PeftModel.from_pretrained(model, str(src)).merge_and_unload()
     else:

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from tinyact.distill import TrainConfig, build_dataset, export_model, train_student
+from tinyact.distill.train import adapter_base
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +85,7 @@ def test_export_loads_in_transformers_engine(trained, smollm2_path, tmp_path):
     merged = export_model(work / "adapter", work / "merged")
     assert (merged / "config.json").exists() and (merged / "chat_template.jinja").exists()
     assert not (merged / "adapter_config.json").exists()
+    assert adapter_base(work / "adapter") == str(smollm2_path) and adapter_base(merged) is None
     base = load_file(str(smollm2_path / "model.safetensors"))
     new = load_file(str(merged / "model.safetensors"))
     name = next(k for k in new if k.endswith("q_proj.weight"))
