@@ -5,7 +5,8 @@ Each ``--row "LABEL=DIR"`` names a folder holding one ``tinyact eval`` run folde
 results (``eval.report.load_run``), so runs still being written count with what they have: a cell with fewer
 than the expected questions shows ``acc (n/expected)`` and is left out of the row's average (marked ``*``).
 HotpotQA shows EM with F1 beside it; the average is over EM. Per row: questions per cell, mean completion
-tokens per answer, wall minutes (the runs' busy time, summed).
+tokens per answer, wall minutes (the runs' busy time, summed). ``--first N`` counts only each benchmark's first
+N questions, so rows run to different ``--limit`` s compare on the same questions.
 
 The teacher section (``--teacher "LABEL=WORKDIR"``, repeatable; ``--cot WORKDIR``) compares the teacher's
 trajectories (``trajectories.jsonl``, graded as ``distill/filtering.py`` does) per task source on the question
@@ -30,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tinyact.eval.report import load_run
-from tinyact.eval.runner import CONFIG, Result, RunSummary
+from tinyact.eval.runner import CONFIG, Result, RunSummary, summarize
 
 BENCHMARKS = ("gsm-hard", "math500", "hotpotqa-distractor")
 TITLES = {"gsm-hard": "GSM-Hard", "math500": "MATH-500", "hotpotqa-distractor": "HotpotQA-distractor",
@@ -87,10 +88,21 @@ def parse_spec(spec: str) -> tuple[str, Path]:
     return label.strip(), Path(path.strip())
 
 
-def load_rows(specs: Sequence[str], benchmarks: Sequence[str] = BENCHMARKS, expected: int | None = None) -> list[Row]:
+def first_ids(benchmark: str, split: str, n: int) -> set[str]:
+    """The ids of a benchmark's first ``n`` questions (the order ``tinyact eval run --limit`` takes them in)."""
+    from tinyact.eval.datasets import load_benchmark
+
+    return {q.id for q in load_benchmark(benchmark, split or None, limit=n).questions}
+
+
+def load_rows(specs: Sequence[str], benchmarks: Sequence[str] = BENCHMARKS, expected: int | None = None,
+              first: int | None = None) -> list[Row]:
     """The rows of the table: each spec's run folders, one per benchmark (missing ones are None).
 
-    ``expected``: questions a complete cell has (default: each run's own ``n_expected``)."""
+    ``expected``: questions a complete cell has (default: each run's own ``n_expected``). ``first``: count
+    only the answers to each benchmark's first ``first`` questions, so rows run to different ``--limit`` s
+    compare on the same questions (a cell is then complete with ``first`` answers)."""
+    ids: dict[tuple[str, str], set[str]] = {}
     rows = []
     for spec in specs:
         label, folder = parse_spec(spec)
@@ -103,7 +115,14 @@ def load_rows(specs: Sequence[str], benchmarks: Sequence[str] = BENCHMARKS, expe
                 row.cells[b] = None
                 continue
             summary, results = load_run(run)
-            row.cells[b] = Cell(summary, results, expected or summary.n_expected or summary.n)
+            if first is not None:
+                key = (b, summary.split)
+                if key not in ids:
+                    ids[key] = first_ids(summary.benchmark or b, summary.split, first)
+                results = [r for r in results if r.id in ids[key]]
+                config = json.loads((run / CONFIG).read_text(encoding="utf-8")) | {"n_expected": first}
+                summary = summarize(results, config)
+            row.cells[b] = Cell(summary, results, first or expected or summary.n_expected or summary.n)
         rows.append(row)
     return rows
 
@@ -262,11 +281,12 @@ def plot(rows: Sequence[Row], benchmarks: Sequence[str], path: Path) -> None:
 
 
 def report(rows: list[Row], benchmarks: Sequence[str], teachers: list[tuple[str, dict[str, tuple[str, bool]]]],
-           out: Path | None, console: Console | None = None) -> dict[str, Any]:
-    """Print the tables; with ``out`` write the markdown there, the PNG and a JSON of the numbers beside it."""
+           out: Path | None, console: Console | None = None, first: int | None = None) -> dict[str, Any]:
+    """Print the tables; with ``out`` write the markdown there, the PNG and a JSON of the numbers beside it.
+    ``first``: the rows were loaded with ``load_rows(first=...)`` (said in the caption)."""
     console = console or Console()
-    text: list[str] = ["# Table 2", ""]
-    data: dict[str, Any] = {"rows": [{
+    text: list[str] = ["# Table 2" + (f" on each benchmark's first {first} questions" if first else ""), ""]
+    data: dict[str, Any] = {"first": first, "rows": [{
         "label": r.label, "folder": str(r.folder), "average": r.average()[0], "left_out": r.average()[1],
         "mean_tokens": r.mean_tokens, "wall_minutes": r.wall_minutes,
         "cells": {b: None if c is None else {"accuracy": c.summary.accuracy, "f1": c.summary.mean_f1,
@@ -306,6 +326,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--row", action="append", default=[], help="LABEL=DIR of run folders, one per benchmark.")
     ap.add_argument("--benchmarks", default=",".join(BENCHMARKS), help="Comma-separated benchmark folder names.")
     ap.add_argument("--n", type=int, default=None, help="Questions of a complete cell (default: each run's own).")
+    ap.add_argument("--first", type=int, default=None,
+                    help="Count only each benchmark's first N questions (rows run to different limits, compared).")
     ap.add_argument("--teacher", action="append", default=[], help="LABEL=WORKDIR of a teacher collection.")
     ap.add_argument("--cot", type=Path, default=None, help="WORKDIR whose cot.jsonl adds a teacher CoT row.")
     ap.add_argument("--out", type=Path, default=None, help="Markdown file (PNG and JSON written beside it).")
@@ -313,13 +335,15 @@ def main(argv: list[str] | None = None) -> None:
     if not args.row and not args.teacher:
         ap.error("give at least one --row (or --teacher)")
     benchmarks = [b.strip() for b in args.benchmarks.split(",") if b.strip()]
-    rows = load_rows(args.row, benchmarks, args.n)
+    if args.first is not None and args.first < 1:
+        ap.error(f"--first must be at least 1, got {args.first}")
+    rows = load_rows(args.row, benchmarks, args.n, args.first)
     teachers = [(label, teacher_outcomes(path)) for label, path in map(parse_spec, args.teacher)]
     if args.cot is not None:
         cot = cot_outcomes(args.cot)
         if cot is not None:
             teachers.append(("CoT answers", cot))
-    report(rows, benchmarks, teachers, args.out)
+    report(rows, benchmarks, teachers, args.out, first=args.first)
 
 
 if __name__ == "__main__":

@@ -140,3 +140,19 @@ def test_teacher_section_counts_only_shared_ids(tmp_path, capsys):
     assert "| CoT answers | 0.500 (1/2) | 1.000 (1/1) | 0.667 (2/3) | 4 |" in text
     assert "| with prefix | 1.000 (2/2) | 1.000 (1/1) | 1.000 (3/3) | 5 |" in text
     assert not (tmp_path / "t.png").exists()  # no model rows: no bars
+
+
+def test_first_compares_rows_on_the_same_questions(rows, tmp_path):
+    a, b = rows
+    ra, rb = load_rows([f"a={a}", f"b={b}"], first=2)
+    assert ra.cells["gsm-hard"].summary.n == 2 and ra.cells["gsm-hard"].summary.accuracy == 1.0  # 2 of its 3 right
+    assert ra.cells["math500"].summary.accuracy == 0.5
+    assert rb.cells["math500"].complete  # killed after 2 of 4: whole on the first 2
+    assert rb.average() == (1.0, ["hotpotqa-distractor"])
+    out = tmp_path / "first.md"
+    main(["--row", f"a={a}", "--row", f"b={b}", "--first", "2", "--out", str(out)])
+    text = out.read_text()
+    assert text.startswith("# Table 2 on each benchmark's first 2 questions")
+    assert "| 2 / 2 / 2 |" in text and json.loads(out.with_suffix(".json").read_text())["first"] == 2
+    with pytest.raises(SystemExit):
+        main(["--row", f"a={a}", "--first", "0"])
