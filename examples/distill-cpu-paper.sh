@@ -11,16 +11,18 @@ W=runs/distill-paper-cpu WN=runs/distill-paper-cpu-noprefix
 STUDENTS=${STUDENTS:-"qwen2.5-coder-0.5b smollm2-135m"}
 declare -A QUANT=([qwen2.5-coder-0.5b]=q8_0 [smollm2-135m]=q8_0)  # lower erased the LoRA (export: model.gguf.check.json):
 declare -A CATALOG_QUANT=([qwen2.5-coder-0.5b]=q4_k_m [smollm2-135m]=q4_1)  # q4_k_m kept 34% of the 0.5B's, q4_1 8% of smollm2's
-N=${N:-50}
+declare -A NQ=([qwen2.5-coder-0.5b]=${N:-50} [smollm2-135m]=${N:-16})  # questions per benchmark: smollm2's agents
+# loop to the step limit (~25 min per 8 questions on one core), so its rows take the first 16 (report: --first 16)
 stages=${*:-teacher students eval report}
 
-row() {  # row NAME MODEL METHOD PROMPT: one Table-2 row (GSM-Hard, MATH-500, HotpotQA-distractor), k=1
+row() {  # row NAME MODEL METHOD PROMPT [K]: one Table-2 row (GSM-Hard, MATH-500, HotpotQA-distractor) on the
+  # first $N questions; k=1 greedy, or K samples per step (self-consistency: T=0.4, top_p 0.8, seed 0)
   # agents get search() everywhere, as in their training data; CoT gets retrieved passages (RAG) on HotpotQA
-  local name=$1 model=$2 method=$3 prompt=$4 b idx
+  local name=$1 model=$2 method=$3 prompt=$4 k=${5:-1} b idx
   if [[ $model == *.gguf && ! -f $model ]]; then echo "skip $name: no $model yet"; return; fi
   for b in gsm-hard math500 hotpotqa-distractor; do
     idx=(--index runs/index/hd-bm25); [[ $method = cot && $b != hotpotqa-distractor ]] && idx=()
-    $T eval run --benchmark "$b" --limit "$N" --method "$method" -k 1 --parallel 8 "${idx[@]}" --model "$model" \
+    $T eval run --benchmark "$b" --limit "$N" --method "$method" -k "$k" $([ "$k" -gt 1 ] && echo --seed 0) --parallel 8 "${idx[@]}" --model "$model" \
       --engine llamacpp --max-tokens $([ "$method" = cot ] && echo 1024 || echo 512) --max-steps 5 \
       $([ "$method" = agent ] && echo --prompt "$prompt") --out "runs/table2/$name/$b"
   done
@@ -51,18 +53,23 @@ if [[ " $stages " == *" eval "* ]]; then
       base=runs/base/$s-${QUANT[$s]}.gguf
       [ -f "$base" ] || $T models export-gguf "$($T models path "$s")" --out "$base" --quant "${QUANT[$s]}"
     fi
+    N=${NQ[$s]}
     row "$s-untuned" "$base" agent full
     row "$s-agent" "$WN/students/$s-agent/merged/model.gguf" agent short
     row "$s-agent-ftp" "$W/students/$s-agent/merged/model.gguf" agent short
     row "$s-cot" "$W/students/$s-cot/merged/model.gguf" cot -
   done
+  N=${NQ[qwen2.5-coder-0.5b]}  # + self-consistency (the paper's SAG, k=8) for the best 0.5B student
+  row qwen2.5-coder-0.5b-agent-ftp-k8 "$W/students/qwen2.5-coder-0.5b-agent/merged/model.gguf" agent short 8
 fi
 if [[ " $stages " == *" report "* ]]; then
   rows=()
   for s in $STUDENTS; do
     rows+=(--row "$s untuned (full prompt)=runs/table2/$s-untuned" --row "$s CoT-distilled=runs/table2/$s-cot"
            --row "$s agent-distilled=runs/table2/$s-agent" --row "$s agent-distilled + FTP=runs/table2/$s-agent-ftp")
+    [ -d "runs/table2/$s-agent-ftp-k8" ] && rows+=(--row "$s agent-distilled + FTP + SAG (k=8)=runs/table2/$s-agent-ftp-k8")
   done
   python -m tinyact.bench.table2 "${rows[@]}" --teacher "with prefix=$W" --teacher "without prefix=$WN" --cot "$W" \
     --out "${OUT:-bench/results}/table2.md"
+  python -m tinyact.bench.table2 "${rows[@]}" --first 16 --out "${OUT:-bench/results}/table2-first16.md"  # every row
 fi
