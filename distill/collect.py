@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tinyact.jsonl import JsonlWriter, iter_lines
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
     from tinyact.eval.datasets import Question
     from tinyact.schema import Trajectory
 
-__all__ = ["CollectSummary", "collect_trajectories", "done_question_ids", "read_trajectories", "summarize_trajectories"]
+__all__ = ["CollectSummary", "collect_trajectories", "done_question_ids", "read_trajectories", "set_aside_stale",
+           "summarize_trajectories"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,30 @@ class CollectSummary:
 def done_question_ids(path: str | os.PathLike[str]) -> set[str]:
     """Question ids that already have a trajectory in ``path``."""
     return {r["metadata"]["question_id"] for r in iter_lines(path) if "question_id" in r.get("metadata", {})}
+
+
+def set_aside_stale(path: str | os.PathLike[str], prefixes: Mapping[str, str]) -> int:
+    """Move the trajectories whose recorded prefix is not their question's prefix in ``prefixes`` (made
+    under an older prefix rule) from ``path`` to ``<path stem>.stale.jsonl`` beside it, so that a resumed
+    collection runs those questions again; returns how many moved. The moved lines are appended and
+    fsynced before ``path`` is rewritten (atomically), so a crash loses none."""
+    from tinyact.jsonl import dumps, write_atomic
+
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    keep, stale = [], []
+    for r in iter_lines(path):
+        qid = r.get("metadata", {}).get("question_id")
+        (stale if qid is not None and r.get("prefix") != prefixes.get(qid) else keep).append(r)
+    if stale:
+        with JsonlWriter(path.with_name(path.stem + ".stale.jsonl")) as w:
+            for r in stale:
+                w.write(r)
+        write_atomic(path, "".join(dumps(r) + "\n" for r in keep))
+        log.warning("%d trajectories in %s continued a prefix the question no longer has: moved to %s, "
+                    "to be collected again", len(stale), path, path.with_name(path.stem + ".stale.jsonl"))
+    return len(stale)
 
 
 def read_trajectories(path: str | os.PathLike[str]) -> list[Trajectory]:
@@ -157,6 +183,8 @@ def collect_trajectories(
         The summary of everything in ``out_path``.
     """
     started = time.time()
+    if prefixes is not None:  # a prefix changed since (e.g. a newer rule): its trajectory is run again
+        set_aside_stale(out_path, prefixes)
     prefixes = prefixes or {}
     done = done_question_ids(out_path)
     todo = [q for q in questions if q.id not in done]

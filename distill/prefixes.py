@@ -21,20 +21,30 @@ PARAGRAPH_STOP = "\n\n"
 """Where prefix generation stops: the end of the first paragraph."""
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _LEAD = re.compile(r"^\s*(thought\s*:|reasoning\s*:|step\s*1\s*[:.)-])\s*", re.IGNORECASE)
+_ANSWER = re.compile(r"<answer>|\\boxed")
+"""Where a CoT answer (``eval.prompts`` CoT prompts) states its answer: a first thought never reaches it."""
 
 
 def first_thought(cot: str) -> str | None:
     """The first paragraph of a CoT answer (text up to the first blank line), or None when empty.
 
-    A leading "Thought:" is dropped (the prefix adds its own).
+    A leading "Thought:" is dropped (the prefix adds its own). A first thought must not hand the agent its
+    answer: when the paragraph runs on to the answer (``<answer>``, ``\\boxed``), as one-paragraph QA
+    answers do, only its first line is kept, and no thought when that line holds the answer too.
 
     Example:
         >>> first_thought("First, multiply.\\nThen add.\\n\\nSo 42.")
         'First, multiply.\\nThen add.'
+        >>> first_thought("I recall both dates:\\nA: 1969, B: 1970.\\n<answer>A</answer>")
+        'I recall both dates:'
     """
     text = cot.replace("\r\n", "\n").strip()
     text = _LEAD.sub("", text, count=1).lstrip()
     para = _PARAGRAPH_BREAK.split(text, maxsplit=1)[0].strip()
+    if _ANSWER.search(para):
+        para = para.split("\n", 1)[0].strip()
+        if _ANSWER.search(para):
+            return None
     return para or None
 
 
@@ -50,8 +60,18 @@ def make_prefix(cot: str) -> str | None:
 
 
 def load_prefixes(path: str | os.PathLike[str]) -> dict[str, str]:
-    """``{question id: prefix}`` from a prefixes JSONL (questions without a prefix left out)."""
-    return {r["id"]: r["prefix"] for r in iter_lines(path) if r.get("prefix")}
+    """``{question id: prefix}`` from a prefixes JSONL (questions without a prefix left out).
+
+    The prefix is made again from each line's CoT text (``cot``) by today's ``make_prefix``, so a file
+    written under an older rule gives today's prefixes (``collect_trajectories`` then reruns the
+    trajectories that continued an older one); lines without a CoT text keep their stored prefix."""
+    out = {}
+    for r in iter_lines(path):
+        cot = r.get("cot")
+        prefix = make_prefix(cot) if isinstance(cot, str) and cot.strip() else r.get("prefix")
+        if prefix:
+            out[r["id"]] = prefix
+    return out
 
 
 def generate_prefixes(

@@ -50,6 +50,28 @@ def test_collect_grades_and_uses_prefixes(tmp_path):
     assert summary.completion_tokens > 0 and summary.end_reasons == {"final_answer": 4}
 
 
+def test_a_changed_prefix_reruns_its_trajectory_and_keeps_the_old_one_aside(tmp_path):
+    qs, out = _questions()[:3], tmp_path / "t.jsonl"
+    old = {"q0": "Thought: seven times zero, so 0.\n\n", "q1": "Thought: seven times one.\n\n"}
+    with Agent(ExprEngine(), max_steps=3) as agent:
+        collect_trajectories(agent, qs, out, prefixes=old, workers=2, progress=False)
+    first = {t.metadata["question_id"]: t for t in _lines(out)}
+    new = {"q0": "Thought: seven times zero.\n\n", "q1": old["q1"]}  # q0's prefix made by a newer rule
+    engine = ExprEngine()
+    with Agent(engine, max_steps=3) as agent:
+        summary = collect_trajectories(agent, qs, out, prefixes=new, workers=2, progress=False)
+    trajs = {t.metadata["question_id"]: t for t in _lines(out)}
+    assert summary.done == 3 and set(trajs) == {"q0", "q1", "q2"}
+    assert trajs["q0"].prefix == new["q0"] and trajs["q0"].id != first["q0"].id  # run again, with today's
+    assert trajs["q1"].id == first["q1"].id and trajs["q2"].id == first["q2"].id  # unchanged: not rerun
+    assert engine.prefixes == [new["q0"]]
+    aside = _lines(tmp_path / "t.stale.jsonl")
+    assert [t.id for t in aside] == [first["q0"].id]  # nothing lost
+    with Agent(ExprEngine(), max_steps=3) as agent:  # without prefixes (a no-prefix run): nothing is stale
+        collect_trajectories(agent, qs, out, workers=2, progress=False)
+    assert len(_lines(out)) == 3 and len(_lines(tmp_path / "t.stale.jsonl")) == 1
+
+
 def test_engine_failure_leaves_question_undone_then_rerun_finishes(tmp_path):
     out = tmp_path / "t.jsonl"
     with Agent(ExprEngine(fail_after=2), max_steps=2) as agent:

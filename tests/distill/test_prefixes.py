@@ -22,6 +22,11 @@ from tinyact.models.engines import ReplayEngine
         ("Spaces on the break line.\n   \nrest", "Spaces on the break line."),
         ("", None),
         ("   \n\n  ", None),
+        # a paragraph that runs on to the answer (one-paragraph QA CoT): its first line only, never the answer
+        ("I'll recall both dates:\n1. A: 1969\n2. B: 1970\nSo A.\n<answer>A</answer>", "I'll recall both dates:"),
+        ("The sum is 3 + 4.\nSo \\boxed{7}.\n\nDone.", "The sum is 3 + 4."),
+        ("<answer>A</answer> because I know it.\nMore.", None),
+        ("Plan: add.\n\n<answer>7</answer>", "Plan: add."),  # the answer after the blank line: unchanged
     ],
 )
 def test_first_thought(cot, expected):
@@ -57,3 +62,13 @@ def test_generate_prefixes_records_and_resumes(tmp_path):
     assert set(got) == {"q0", "q1", "q2", "qa"}
     assert load_prefixes(out) == got
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["q0", "q1", "q2", "qa"]
+
+
+def test_load_prefixes_applies_todays_rule_to_an_older_file(tmp_path):
+    out = tmp_path / "prefixes.jsonl"
+    cot = "I'll recall the facts:\nX was born in 1901.\n<answer>X</answer>"
+    rows = [{"id": "old", "prefix": f"Thought: {cot}\n\n", "cot": cot},  # written when the answer leaked in
+            {"id": "nocot", "prefix": "Thought: kept as stored.\n\n"},
+            {"id": "none", "prefix": None, "cot": "<answer>X</answer>"}]
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert load_prefixes(out) == {"old": "Thought: I'll recall the facts:\n\n", "nocot": "Thought: kept as stored.\n\n"}
