@@ -105,6 +105,9 @@ def generate_prefixes(
     sampling = sampling or SamplingParams(temperature=0.0, max_tokens=256)
     done = {r["id"] for r in iter_lines(out_path)}
     todo = [q for q in questions if q.id not in done]
+    already = len(questions) - len(todo)  # ``done`` may hold ids of other questions (a larger earlier run)
+    if progress:
+        progress(already, len(questions))
     from tinyact.console import drain_on_interrupt
 
     with drain_on_interrupt("prefixes") as stopping, JsonlWriter(out_path) as w:
@@ -134,5 +137,5 @@ def generate_prefixes(
                 }
                 w.write(record)
             if progress:
-                progress(len(done) + i + len(batch), len(questions))
+                progress(already + i + len(batch), len(questions))
     return load_prefixes(out_path)

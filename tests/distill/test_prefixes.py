@@ -72,3 +72,16 @@ def test_load_prefixes_applies_todays_rule_to_an_older_file(tmp_path):
             {"id": "none", "prefix": None, "cot": "<answer>X</answer>"}]
     out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert load_prefixes(out) == {"old": "Thought: I'll recall the facts:\n\n", "nocot": "Thought: kept as stored.\n\n"}
+
+
+def test_progress_counts_only_the_questions_asked_for(tmp_path):
+    out = tmp_path / "prefixes.jsonl"
+    qs = [Question(f"q{i}", f"What is {i} + 1?", i + 1, {"grader": "code"}) for i in range(4)]
+    generate_prefixes(ReplayEngine(["a.\n\nx"] * 3), qs[:3], out, batch_size=8)  # q0-q2 done
+    seen = []
+    generate_prefixes(ReplayEngine(["d.\n\nx"]), [qs[0], qs[3]], out, batch_size=8,
+                      progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 2), (2, 2)]  # q1, q2 in the file are not this run's questions
+    seen.clear()
+    generate_prefixes(ReplayEngine([]), qs, out, batch_size=8, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(4, 4)]  # all done: the bar says so at once
