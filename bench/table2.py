@@ -122,7 +122,9 @@ def load_rows(specs: Sequence[str], benchmarks: Sequence[str] = BENCHMARKS, expe
                 results = [r for r in results if r.id in ids[key]]
                 config = json.loads((run / CONFIG).read_text(encoding="utf-8")) | {"n_expected": first}
                 summary = summarize(results, config)
-            row.cells[b] = Cell(summary, results, first or expected or summary.n_expected or summary.n)
+            # a run with no answer yet (killed in its first batch) has no accuracy to show: a missing cell
+            row.cells[b] = Cell(summary, results, first or expected or summary.n_expected or summary.n) if results \
+                else None
         rows.append(row)
     return rows
 

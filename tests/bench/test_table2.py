@@ -149,6 +149,10 @@ def test_first_compares_rows_on_the_same_questions(rows, tmp_path):
     assert ra.cells["math500"].summary.accuracy == 0.5
     assert rb.cells["math500"].complete  # killed after 2 of 4: whole on the first 2
     assert rb.average() == (1.0, ["hotpotqa-distractor"])
+    empty = tmp_path / "c"
+    _run(empty, "gsm-hard", _solver({0}, tokens=10, crash_after=0))  # killed in its first batch: no answer
+    (rc,) = load_rows([f"c={empty}"])
+    assert (empty / "gsm-hard" / "config.json").is_file() and rc.cells["gsm-hard"] is None  # shown "—", not 0.000
     out = tmp_path / "first.md"
     main(["--row", f"a={a}", "--row", f"b={b}", "--first", "2", "--out", str(out)])
     text = out.read_text()
