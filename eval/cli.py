@@ -31,6 +31,7 @@ def _make_agent_solver(
     """The agent method's SolveBatch: the CodeAct agent, with search() when an index is given."""
     from tinyact.agents import Agent
     from tinyact.eval.agent_solver import AgentSolver
+    from tinyact.eval.runner import TRAJECTORIES
 
     from tinyact.tools.retrieval.cli import search_tools
 
@@ -51,7 +52,7 @@ def _make_agent_solver(
     trajectories = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        trajectories = out / "trajectories.jsonl"
+        trajectories = out / TRAJECTORIES
     return AgentSolver(agent, parallel=parallel, trajectories=trajectories)
 
 
@@ -155,8 +156,7 @@ def run(
     """Run one benchmark with one method into a resumable run folder."""
     import functools
 
-    from tinyact.eval.datasets import load_benchmark
-    from tinyact.eval.runner import run_eval
+    from tinyact.eval.runner import TRAJECTORIES, run_eval
     from tinyact.schema import SamplingParams
 
     try:
@@ -208,7 +208,7 @@ def run(
             out.mkdir(parents=True, exist_ok=True)
             connect(ray)
             solver: Any = RaySolve(factory, address=ray, workers=ray_workers,
-                                   trajectories=out / "trajectories.jsonl" if method == "agent" else None)
+                                   trajectories=out / TRAJECTORIES if method == "agent" else None)
             config: dict[str, object] = {**_dry_config(method, kwargs), **extra}
         else:
             solver = factory(out=out) if method == "agent" else factory(retriever=retriever)

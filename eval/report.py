@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from collections import defaultdict
@@ -9,9 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tinyact.errors import ConfigError
-from tinyact.eval.runner import CONFIG, RESULTS, Result, RunSummary, load_results, summarize
+from tinyact import jsonl
+from tinyact.eval.runner import CONFIG, RESULTS, TRAJECTORIES, Result, RunSummary, load_results, summarize
 
-__all__ = ["find_runs", "k_comparison", "load_run", "load_summary", "make_report", "markdown_table"]
+__all__ = ["find_runs", "k_comparison", "load_run", "load_summary", "make_report", "markdown_table", "calls_name",
+           "tool_use"]
 
 
 def find_runs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -44,6 +47,27 @@ def load_run(run_dir: str | os.PathLike[str]) -> tuple[RunSummary, list[Result]]
 def load_summary(run_dir: str | os.PathLike[str]) -> RunSummary:
     """The summary of a run, recomputed from its results (so unfinished runs count too)."""
     return load_run(run_dir)[0]
+
+
+def calls_name(code: str, name: str) -> bool:
+    """Whether ``code`` calls ``name(...)``; code that does not parse is searched for the text ``name(``."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return f"{name}(" in code
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == name for n in ast.walk(tree))
+
+
+def tool_use(run_dir: str | os.PathLike[str], name: str, results: Sequence[Result]) -> float | None:
+    """The share of ``results`` whose agent trajectory runs code that calls the tool ``name`` (e.g. how many
+    HotpotQA answers searched at all); None when the run kept no trajectories (a CoT run)."""
+    path = Path(run_dir) / TRAJECTORIES
+    wanted = {r.prediction.trajectory_id for r in results if r.prediction.trajectory_id}
+    if not wanted or not path.is_file():
+        return None
+    called = {t["id"] for t in jsonl.iter_lines(path) if t.get("id") in wanted
+              and any(calls_name(s.get("action", {}).get("code", ""), name) for s in t.get("steps", []))}
+    return sum(r.prediction.trajectory_id in called for r in results) / len(results)
 
 
 def _label(run: Path, s: RunSummary) -> str:

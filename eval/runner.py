@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 RESULTS = "results.jsonl"
+TRAJECTORIES = "trajectories.jsonl"
+"""The agent method's trajectories, one per answer (``Prediction.trajectory_id``), beside the results."""
 CONFIG = "config.json"
 SUMMARY = "summary.json"
 

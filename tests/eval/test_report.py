@@ -96,3 +96,19 @@ def test_unfinished_runs_show_n_of_expected(tmp_path):
 def test_no_run_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="no run found"):
         find_runs([tmp_path])
+
+
+@pytest.mark.parametrize(("code", "called"), [
+    ("print(search('x'))", True),
+    ("hits = [search(q) for q in qs]", True),
+    ("import re\nm = re.search('a', s)", False),     # another object's method
+    ("# search('x')\nprint(1)", False),               # a comment
+    ("s = 'search(x)'", False),                        # a string
+    ("search = 1", False),
+    ("!pip install x\nsearch('y')", True),             # does not parse: the text decides
+    ("!pip install x", False),
+])
+def test_calls_name(code, called):
+    from tinyact.eval.report import calls_name
+
+    assert calls_name(code, "search") is called
