@@ -30,7 +30,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tinyact.eval.report import load_run
+from tinyact.eval.report import load_run, tool_use
 from tinyact.eval.runner import CONFIG, Result, RunSummary, summarize
 
 BENCHMARKS = ("gsm-hard", "math500", "hotpotqa-distractor")
@@ -47,6 +47,8 @@ class Cell:
     summary: RunSummary
     results: list[Result]
     expected: int
+    searched: float | None = None
+    """The share of answers whose code called ``search()`` (agent runs; None for CoT)."""
 
     @property
     def complete(self) -> bool:
@@ -115,16 +117,15 @@ def load_rows(specs: Sequence[str], benchmarks: Sequence[str] = BENCHMARKS, expe
                 row.cells[b] = None
                 continue
             summary, results = load_run(run)
-            if first is not None:
+            if first is not None:  # the summary holds every setting summarize reads: no second config read
                 key = (b, summary.split)
                 if key not in ids:
                     ids[key] = first_ids(summary.benchmark or b, summary.split, first)
                 results = [r for r in results if r.id in ids[key]]
-                config = json.loads((run / CONFIG).read_text(encoding="utf-8")) | {"n_expected": first}
-                summary = summarize(results, config)
+                summary = summarize(results, summary.model_dump() | {"n_expected": first})
             # a run with no answer yet (killed in its first batch) has no accuracy to show: a missing cell
-            row.cells[b] = Cell(summary, results, first or expected or summary.n_expected or summary.n) if results \
-                else None
+            row.cells[b] = Cell(summary, results, first or expected or summary.n_expected or summary.n,
+                                tool_use(run, "search", results)) if results else None
         rows.append(row)
     return rows
 
@@ -145,7 +146,7 @@ def table_rows(rows: Sequence[Row], benchmarks: Sequence[str]) -> tuple[list[str
     header = ["model"]
     for b in benchmarks:
         if _is_qa(rows, b):
-            header += [f"{TITLES.get(b, b)} EM", "F1"]
+            header += [f"{TITLES.get(b, b)} EM", "F1", "searched"]
         else:
             header.append(TITLES.get(b, b))
     header += ["average", "n", "tokens/answer", "wall min"]
@@ -158,6 +159,7 @@ def table_rows(rows: Sequence[Row], benchmarks: Sequence[str]) -> tuple[list[str
             if _is_qa(rows, b):
                 f1 = None if c is None else c.summary.mean_f1
                 cells.append("—" if c is None or f1 is None else _acc(c, f1))
+                cells.append("—" if c is None or c.searched is None else f"{c.searched:.0%}")
         avg, left_out = row.average()
         cells.append("—" if avg is None else f"{avg:.3f}" + ("*" if left_out else ""))
         cells.append(" / ".join("—" if row.cells[b] is None else str(row.cells[b].summary.n)  # type: ignore[union-attr]
@@ -255,7 +257,8 @@ def plot(rows: Sequence[Row], benchmarks: Sequence[str], path: Path) -> None:
 
     groups = [*benchmarks, "average"]
     width, top = 0.8 / max(1, len(rows)), 0.0
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.8 * len(groups) + 2), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.8 * len(groups) + 2) + 4, 4.2))  # + the legend on the right
+    colors = plt.get_cmap("tab10" if len(rows) <= 10 else "tab20")  # tab10 would repeat a colour past 10 rows
     for i, row in enumerate(rows):
         label: str | None = row.label  # on the row's first bar only
         for g, bench in enumerate(groups):
@@ -268,7 +271,7 @@ def plot(rows: Sequence[Row], benchmarks: Sequence[str], path: Path) -> None:
                 continue
             top = max(top, value)
             x = g - 0.4 + width * (i + 0.5)
-            bar = ax.bar(x, value, width, color=f"C{i}", hatch="//" if partial else None, alpha=0.6 if partial else 1,
+            bar = ax.bar(x, value, width, color=colors(i % colors.N), hatch="//" if partial else None, alpha=0.6 if partial else 1,
                          label=label)
             ax.bar_label(bar, fmt="%.2f", fontsize=7)
             label = None
@@ -276,7 +279,7 @@ def plot(rows: Sequence[Row], benchmarks: Sequence[str], path: Path) -> None:
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, min(1.0, max(0.25, top * 1.3)))  # small models score low: keep the bars readable
     ax.set_title("Table 2: held-out accuracy (hatched: unfinished run)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -292,13 +295,15 @@ def report(rows: list[Row], benchmarks: Sequence[str], teachers: list[tuple[str,
         "label": r.label, "folder": str(r.folder), "average": r.average()[0], "left_out": r.average()[1],
         "mean_tokens": r.mean_tokens, "wall_minutes": r.wall_minutes,
         "cells": {b: None if c is None else {"accuracy": c.summary.accuracy, "f1": c.summary.mean_f1,
-                                             "n": c.summary.n, "expected": c.expected, "model": c.summary.model}
+                                             "n": c.summary.n, "expected": c.expected, "model": c.summary.model,
+                                             "searched": c.searched}
                   for b, c in r.cells.items()}} for r in rows]}
     if rows:
         header, body = table_rows(rows, benchmarks)
         console.print(_rich("Table 2", header, body))
         text += [_markdown(header, body),
-                 "Accuracy (HotpotQA: exact match, token F1 beside it); average over the benchmarks (EM for QA). "
+                 "Accuracy (HotpotQA: exact match, token F1 beside it; searched: the answers whose code called "
+                 "`search()`, agents only); average over the benchmarks (EM for QA). "
                  "n: questions per benchmark; tokens/answer: mean completion tokens; wall min: the runs' busy "
                  "time. A cell `acc (n/expected)` is an unfinished run."]
         notes = [f"{r.label}: {', '.join(lo)}" for r in rows if (lo := r.average()[1])]

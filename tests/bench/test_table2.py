@@ -15,9 +15,12 @@ from tinyact.eval.runner import Prediction, run_eval
 from tinyact.schema import CodeAction, ExecResult, Step, Trajectory
 
 
-def _solver(right: set[int], *, tokens: int, crash_after: int | None = None, partial: set[int] = frozenset()):
+def _solver(right: set[int], *, tokens: int, crash_after: int | None = None, partial: set[int] = frozenset(),
+            trajectories=None, searched: set[int] = frozenset()):
     """Answers the i-th question right when i is in ``right`` (gold plus a word when in ``partial``), else
-    wrongly; raises once ``crash_after`` questions were answered (a run killed half-way)."""
+    wrongly; raises once ``crash_after`` questions were answered (a run killed half-way). With a
+    ``trajectories`` file, writes each answer's trajectory there: its code calls search() when i is in
+    ``searched``."""
     seen = []
 
     def solve(batch):
@@ -29,7 +32,16 @@ def _solver(right: set[int], *, tokens: int, crash_after: int | None = None, par
             seen.append(q.id)
             gold = q.answer[0] if isinstance(q.answer, list) else q.answer
             text = str(gold) if i in right else (f"{gold} perhaps" if i in partial else "no idea")
-            out.append(Prediction(text=text, tokens=tokens))
+            tid = None
+            if trajectories is not None:
+                code = ("print(search('x'))\n" if i in searched else "") + f"final_answer({text!r})"
+                t = Trajectory(task=q.question, steps=[Step(index=0, model_output="", action=CodeAction(code=code),
+                                                            observation="")])
+                trajectories.parent.mkdir(parents=True, exist_ok=True)
+                with trajectories.open("a") as f:
+                    f.write(t.to_jsonl() + "\n")
+                tid = t.id
+            out.append(Prediction(text=text, tokens=tokens, trajectory_id=tid))
         return out
 
     return solve
@@ -49,7 +61,9 @@ def rows(tmp_path, shared_data, monkeypatch):
     a, b = tmp_path / "a", tmp_path / "b"
     _run(a, "gsm-hard", _solver({0, 1, 2}, tokens=10))                      # 3/4
     _run(a, "math500", _solver({0}, tokens=20))                             # 1/4
-    _run(a, "hotpotqa-distractor", _solver({0}, tokens=30, partial={2}))    # EM 1/4, F1 beside
+    _run(a, "hotpotqa-distractor", _solver({0}, tokens=30, partial={2},     # EM 1/4, F1 beside,
+                                           trajectories=a / "hotpotqa-distractor" / "trajectories.jsonl",
+                                           searched={1, 2, 3}))                 # 3 of 4 searched
     _run(b, "gsm-hard", _solver({0, 1}, tokens=10))                         # 2/4
     _run(b, "math500", _solver({0, 1}, tokens=10, crash_after=2))           # killed after 2 of 4: 2/2
     # no hotpotqa-distractor run for b
@@ -74,18 +88,20 @@ def test_numbers_partial_cells_and_average(rows, tmp_path, shared_data):
     data = report(table, ["gsm-hard", "math500", "hotpotqa-distractor"], [], out, Console(quiet=True))
     text = out.read_text()
     header, _, line_a, line_b = text.splitlines()[2:6]
-    assert header.split(" | ")[1:6] == ["GSM-Hard", "MATH-500", "HotpotQA-distractor EM", "F1", "average"]
+    assert header.split(" | ")[1:7] == ["GSM-Hard", "MATH-500", "HotpotQA-distractor EM", "F1", "searched",
+                                        "average"]
     cells_a = [c.strip() for c in line_a.strip("|").split("|")]
-    assert cells_a[1:5] == ["0.750", "0.250", "0.250", f"{f1:.3f}"]
-    assert cells_a[5] == f"{(0.75 + 0.25 + 0.25) / 3:.3f}" and cells_a[6] == "4 / 4 / 4" and cells_a[7] == "20"
+    assert cells_a[1:6] == ["0.750", "0.250", "0.250", f"{f1:.3f}", "75%"]
+    assert cells_a[6] == f"{(0.75 + 0.25 + 0.25) / 3:.3f}" and cells_a[7] == "4 / 4 / 4" and cells_a[8] == "20"
     cells_b = [c.strip() for c in line_b.strip("|").split("|")]
-    assert cells_b[1:6] == ["0.500", "1.000 (2/4)", "—", "—", "0.500*"]
-    assert cells_b[6] == "4 / 2 / —"
+    assert cells_b[1:7] == ["0.500", "1.000 (2/4)", "—", "—", "—", "0.500*"]
+    assert cells_b[7] == "4 / 2 / —"
     assert "cot-distilled: math500, hotpotqa-distractor" in text
     assert (tmp_path / "results" / "table2.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((tmp_path / "results" / "table2.json").read_text()) == json.loads(json.dumps(data))
     assert data["rows"][1]["cells"]["math500"] == {"accuracy": 1.0, "f1": None, "n": 2, "expected": 4,
-                                                   "model": "b"}
+                                                   "model": "b", "searched": None}
+    assert data["rows"][0]["cells"]["hotpotqa-distractor"]["searched"] == 0.75
 
 
 def test_expected_n_from_the_command_line(rows):
@@ -147,6 +163,7 @@ def test_first_compares_rows_on_the_same_questions(rows, tmp_path):
     ra, rb = load_rows([f"a={a}", f"b={b}"], first=2)
     assert ra.cells["gsm-hard"].summary.n == 2 and ra.cells["gsm-hard"].summary.accuracy == 1.0  # 2 of its 3 right
     assert ra.cells["math500"].summary.accuracy == 0.5
+    assert ra.cells["hotpotqa-distractor"].searched == 0.5  # of the first 2, question 1 searched
     assert rb.cells["math500"].complete  # killed after 2 of 4: whole on the first 2
     assert rb.average() == (1.0, ["hotpotqa-distractor"])
     empty = tmp_path / "c"
