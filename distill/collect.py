@@ -71,12 +71,13 @@ def set_aside_stale(path: str | os.PathLike[str], prefixes: Mapping[str, str]) -
         qid = r.get("metadata", {}).get("question_id")
         (stale if qid is not None and r.get("prefix") != prefixes.get(qid) else keep).append(r)
     if stale:
-        with JsonlWriter(path.with_name(path.stem + ".stale.jsonl")) as w:
+        aside = path.with_name(path.stem + ".stale.jsonl")
+        with JsonlWriter(aside) as w:
             for r in stale:
                 w.write(r)
         write_atomic(path, "".join(dumps(r) + "\n" for r in keep))
         log.warning("%d trajectories in %s continued a prefix the question no longer has: moved to %s, "
-                    "to be collected again", len(stale), path, path.with_name(path.stem + ".stale.jsonl"))
+                    "to be collected again", len(stale), path, aside)
     return len(stale)
 
 
