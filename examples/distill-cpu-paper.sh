@@ -59,7 +59,7 @@ if [[ " $stages " == *" eval "* ]]; then
     row "$s-agent-ftp" "$W/students/$s-agent/merged/model.gguf" agent short
     row "$s-cot" "$W/students/$s-cot/merged/model.gguf" cot -
   done
-  N=${NQ[qwen2.5-coder-0.5b]}  # + self-consistency (the paper's SAG, k=8) for the best 0.5B student
+  N=${NQ[qwen2.5-coder-0.5b]}  # + self-consistency (the paper's SAG, k=8) on the 0.5B FTP student, as the paper's last row
   row qwen2.5-coder-0.5b-agent-ftp-k8 "$W/students/qwen2.5-coder-0.5b-agent/merged/model.gguf" agent short 8
 fi
 if [[ " $stages " == *" report "* ]]; then
