@@ -66,8 +66,12 @@ def _start(tmp_path: Path, source: str, out: Path, delay: float) -> subprocess.P
     script.write_text(source)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                                        os.environ.get("PYTHONPATH")]))}
-    return subprocess.Popen([sys.executable, str(script), str(out), str(delay)], stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
+    log = tmp_path / "stderr.txt"  # a file, not a pipe: the test reads it while the job runs
+    with log.open("w") as stderr:
+        proc = subprocess.Popen([sys.executable, str(script), str(out), str(delay)], stderr=stderr, text=True,
+                                env=env, start_new_session=True)
+    proc.log = log  # type: ignore[attr-defined]
+    return proc
 
 
 def _wait_for_lines(proc: subprocess.Popen, path: Path, n: int) -> int:
@@ -76,7 +80,7 @@ def _wait_for_lines(proc: subprocess.Popen, path: Path, n: int) -> int:
         if len(_lines(path)) >= n:
             return len(_lines(path))
         if proc.poll() is not None:
-            pytest.fail(f"job exited early with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+            pytest.fail(f"job exited early with {proc.returncode}: {proc.log.read_text()[-2000:]}")
         time.sleep(0.02)
     pytest.fail(f"job wrote fewer than {n} lines in 120 s")
 
@@ -89,13 +93,29 @@ def _wait_for_file(proc: subprocess.Popen, path: Path, what: str) -> None:
     assert path.exists(), f"{what} never started"
 
 
+def _second_ctrl_c(proc: subprocess.Popen) -> float:
+    """Ctrl-C twice, the second once the first has been taken (when it is sent, by ``time.monotonic()``).
+
+    Two SIGINTs that arrive before Python's handler runs are one call of it: on a busy host a fixed pause
+    between them can be too short, and the job then only drains.
+    """
+    proc.send_signal(signal.SIGINT)
+    deadline = time.time() + 60
+    while "stopping:" not in proc.log.read_text() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert "stopping:" in proc.log.read_text(), "the first Ctrl-C was never taken"
+    asked = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    return asked
+
+
 def _finish(proc: subprocess.Popen) -> tuple[int, str]:
     try:
-        _, stderr = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         pytest.fail("the job did not stop within 60 s of Ctrl-C")
-    return proc.returncode, stderr
+    return proc.returncode, proc.log.read_text()
 
 
 def test_collect_first_ctrl_c_saves_the_runs_in_flight_and_starts_no_new_one(tmp_path):
@@ -123,9 +143,7 @@ def test_collect_second_ctrl_c_gives_up_the_runs_in_flight(tmp_path):
     out = tmp_path / "t.jsonl"
     proc = _start(tmp_path, COLLECT.format(engine=FAKE_ENGINE_SOURCE, questions=QUESTIONS), out, 3.0)
     seen = _wait_for_lines(proc, out, 2)  # q0 and q1; q2 and q3 are in flight
-    proc.send_signal(signal.SIGINT)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
+    _second_ctrl_c(proc)
     code, stderr = _finish(proc)
     assert code != 0 and "KeyboardInterrupt" in stderr
     assert len(_lines(out)) == seen, "the second Ctrl-C must not wait to save the runs in flight"
@@ -164,10 +182,7 @@ def test_second_ctrl_c_exits_without_waiting_for_the_model_calls_in_flight(tmp_p
     out, delay = tmp_path / "t.jsonl", 90.0
     proc = _start(tmp_path, GIVE_UP.format(engine=FAKE_ENGINE_SOURCE, questions=QUESTIONS), out, delay)
     _wait_for_file(proc, Path(str(out) + ".busy"), "a model call")
-    proc.send_signal(signal.SIGINT)
-    time.sleep(0.3)
-    asked = time.monotonic()
-    proc.send_signal(signal.SIGINT)
+    asked = _second_ctrl_c(proc)
     code, stderr = _finish(proc)
     assert code == 130 and "interrupted" in stderr, stderr[-2000:]
     assert time.monotonic() - asked < delay / 3, "the exit waited for the model calls it gave up"
