@@ -271,8 +271,8 @@ def plot(rows: Sequence[Row], benchmarks: Sequence[str], path: Path) -> None:
                 continue
             top = max(top, value)
             x = g - 0.4 + width * (i + 0.5)
-            bar = ax.bar(x, value, width, color=colors(i % colors.N), hatch="//" if partial else None, alpha=0.6 if partial else 1,
-                         label=label)
+            bar = ax.bar(x, value, width, color=colors(i % colors.N), hatch="//" if partial else None,
+                         alpha=0.6 if partial else 1, label=label)
             ax.bar_label(bar, fmt="%.2f", fontsize=7)
             label = None
     ax.set_xticks(range(len(groups)), [TITLES.get(b, b) + (" (EM)" if b.startswith("hotpotqa") else "") for b in groups])
